@@ -1,0 +1,239 @@
+//! Finite-difference checks of analytic gradients, first or second order.
+//!
+//! [`gradcheck`] compares the gradient that autodiff gives for every trainable parameter of a
+//! module with central finite differences of the same loss. The loss closure may itself take
+//! input gradients (through [`crate::second_order`]), so the same call checks second-order
+//! gradients: the analytic side back-propagates through the saliency maps, while the numeric
+//! side only evaluates the loss. Use it on `Autodiff<NdArray<f64>>` ([`GradcheckBackend`],
+//! feature `gradcheck`): f32 is too coarse for differences of this size.
+
+use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Tensor, TensorData};
+
+use crate::second_order::materialize;
+
+/// The backend the checks are meant for: f64 on ndarray, one autodiff level.
+#[cfg(feature = "gradcheck")]
+pub type GradcheckBackend = burn::backend::Autodiff<burn::backend::NdArray<f64>>;
+
+/// Settings of a finite-difference check.
+#[derive(Debug, Clone, Copy)]
+pub struct GradcheckConfig {
+    /// Step of the central difference `(L(w + h) − L(w − h)) / 2h`.
+    pub step: f64,
+    /// Entries checked per parameter tensor (spread evenly over the tensor; all if fewer).
+    pub entries_per_param: usize,
+    /// Relative errors use `max(|analytic|, |numeric|, floor)` as denominator, with
+    /// `floor = max(abs_floor, rel_floor × G)` and `G` the largest |analytic| entry of the whole
+    /// model: entries whose true gradient is ~0 (below the finite differences' round-off) are
+    /// judged against the model's gradient scale instead of their own.
+    pub abs_floor: f64,
+    /// See [`Self::abs_floor`].
+    pub rel_floor: f64,
+}
+
+impl Default for GradcheckConfig {
+    fn default() -> Self {
+        Self {
+            step: 1e-5,
+            entries_per_param: 6,
+            abs_floor: 1e-12,
+            rel_floor: 1e-3,
+        }
+    }
+}
+
+/// The check of one parameter tensor.
+#[derive(Debug, Clone)]
+pub struct ParamCheck {
+    /// Dotted path of the parameter in the module (e.g. `conv1.weight`).
+    pub path: String,
+    /// Number of entries checked.
+    pub entries: usize,
+    /// Largest relative error over the checked entries.
+    pub max_rel_error: f64,
+    /// Largest absolute value of the analytic gradient over the checked entries.
+    pub max_abs_grad: f64,
+    /// Whether autodiff returned a gradient for this tensor. `false` means the loss does not
+    /// depend on it through any tracked operation, i.e. an exact zero gradient, which the finite
+    /// differences then have to confirm.
+    pub has_grad: bool,
+}
+
+/// The result of [`gradcheck`]: one row per trainable parameter tensor.
+#[derive(Debug, Clone)]
+pub struct GradcheckReport {
+    /// The loss value at the unperturbed parameters.
+    pub loss: f64,
+    /// One row per trainable parameter tensor, in module order.
+    pub params: Vec<ParamCheck>,
+}
+
+impl GradcheckReport {
+    /// The largest relative error over all parameters.
+    pub fn max_rel_error(&self) -> f64 {
+        self.params.iter().map(|p| p.max_rel_error).fold(0.0, f64::max)
+    }
+
+    /// Panics with a table of all parameters unless every relative error is `≤ tol`.
+    pub fn assert_within(&self, tol: f64) {
+        let bad = self.params.iter().any(|p| !(p.max_rel_error <= tol));
+        assert!(
+            !bad && !self.params.is_empty(),
+            "gradient check failed (tolerance {tol:e}):\n{self}"
+        );
+    }
+}
+
+impl core::fmt::Display for GradcheckReport {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        writeln!(f, "loss = {:.6e}", self.loss)?;
+        for p in &self.params {
+            writeln!(
+                f,
+                "  {:<32} entries {:>3}  max rel err {:.2e}  max |grad| {:.2e}{}",
+                p.path,
+                p.entries,
+                p.max_rel_error,
+                p.max_abs_grad,
+                if p.has_grad { "" } else { "  (no gradient: exact zero)" }
+            )?;
+        }
+        Ok(())
+    }
+}
+
+struct Entry {
+    path: String,
+    id: ParamId,
+    values: Vec<f64>,
+    grad: Option<Vec<f64>>,
+}
+
+struct Collect<'a, B: AutodiffBackend> {
+    grads: &'a B::Gradients,
+    path: Vec<String>,
+    out: Vec<Entry>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Collect<'_, B> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let tensor = param.val();
+        if !tensor.is_require_grad() {
+            return; // running statistics and frozen tensors
+        }
+        let grad = tensor.grad(self.grads).map(|g| to_f64(g.into_data()));
+        self.out.push(Entry {
+            path: self.path.join("."),
+            id: param.id,
+            values: to_f64(tensor.into_data()),
+            grad,
+        });
+    }
+}
+
+/// Sets entry `index` of parameter `id` to `value`.
+struct SetEntry {
+    id: ParamId,
+    index: usize,
+    value: f64,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for SetEntry {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        if param.id != self.id {
+            return param;
+        }
+        param.map(|tensor| {
+            let require_grad = tensor.is_require_grad();
+            let data = tensor.to_data();
+            let dtype = data.dtype;
+            let mut values = to_f64(data.clone());
+            values[self.index] = self.value;
+            let data = TensorData::new(values, data.shape.clone()).convert_dtype(dtype);
+            Tensor::from_data(data, &tensor.device()).set_require_grad(require_grad)
+        })
+    }
+}
+
+fn to_f64(data: TensorData) -> Vec<f64> {
+    data.convert::<f64>()
+        .to_vec::<f64>()
+        .expect("float tensor data converts to f64")
+}
+
+/// Checks the gradient of `loss` with respect to every trainable parameter of `model` against
+/// central finite differences.
+///
+/// `loss` must be deterministic and return a one-element tensor. It is called once with
+/// `model` for the analytic gradient and twice per checked entry with perturbed copies.
+pub fn gradcheck<B, M, F>(model: &M, loss: F, config: GradcheckConfig) -> GradcheckReport
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    F: Fn(&M) -> Tensor<B, 1>,
+{
+    materialize(model);
+    let value = loss(model);
+    let loss_value = to_f64(value.to_data())[0];
+    let grads = value.backward();
+    let mut collect = Collect::<B> {
+        grads: &grads,
+        path: Vec::new(),
+        out: Vec::new(),
+    };
+    model.visit(&mut collect);
+    let eval = |id: ParamId, index: usize, v: f64| -> f64 {
+        let perturbed = model.clone().map(&mut SetEntry { id, index, value: v });
+        to_f64(loss(&perturbed).into_data())[0]
+    };
+
+    let scale = collect
+        .out
+        .iter()
+        .flat_map(|e| e.grad.iter().flatten())
+        .fold(0.0f64, |m, g| m.max(g.abs()));
+    let floor = config.abs_floor.max(config.rel_floor * scale);
+    let params = collect
+        .out
+        .into_iter()
+        .map(|entry| {
+            let n = entry.values.len();
+            let count = config.entries_per_param.min(n).max(1);
+            let mut max_rel: f64 = 0.0;
+            let mut max_abs: f64 = 0.0;
+            for j in 0..count {
+                // Evenly spread, always including the first and the last entry.
+                let index = if count == 1 { 0 } else { j * (n - 1) / (count - 1) };
+                let w = entry.values[index];
+                let h = config.step * w.abs().max(1.0);
+                let numeric =
+                    (eval(entry.id, index, w + h) - eval(entry.id, index, w - h)) / (2.0 * h);
+                let analytic = entry.grad.as_ref().map_or(0.0, |g| g[index]);
+                let den = analytic.abs().max(numeric.abs()).max(floor);
+                max_rel = max_rel.max((analytic - numeric).abs() / den);
+                max_abs = max_abs.max(analytic.abs());
+            }
+            ParamCheck {
+                path: entry.path,
+                entries: count,
+                max_rel_error: max_rel,
+                max_abs_grad: max_abs,
+                has_grad: entry.grad.is_some(),
+            }
+        })
+        .collect();
+    GradcheckReport {
+        loss: loss_value,
+        params,
+    }
+}

@@ -1,0 +1,63 @@
+//! # salaug-core
+//!
+//! Saliency-map consistency losses with second-order gradients, for any [Burn](https://burn.dev)
+//! model (Al-afandi, Magyar, Horváth 2022, <https://arxiv.org/abs/2205.14686>).
+//!
+//! A training batch holds original images `x` and augmented images `T(x)`. The saliency map of
+//! an image is the gradient of its label's logit with respect to the pixels, reduced to one
+//! channel. The maps of `T(x)` are brought back to the frame of `x` (or the maps of `x` are
+//! carried forward to the frame of `T(x)`); each map is normalised on its own and a distance
+//! between them is the saliency loss `L_sal`. Training minimises
+//! `L = α·L_class + β·L_sal + γ·L_inv`, which needs the gradient of a gradient: the model is
+//! evaluated one autodiff level up ([`second_order`]) and the maps come back differentiable.
+//!
+//! ```no_run
+//! # use burn::tensor::{backend::Backend, Tensor, Int};
+//! # use salaug_core::{Classifier, Lift, SaliencyKind, SaliencyMethod, SaliencyLossConfig};
+//! # fn step<B: burn::tensor::backend::AutodiffBackend, M: Lift<B>>(model: &M, x: Tensor<B, 4>, y: Tensor<B, 1, Int>) -> salaug_core::Result<()> {
+//! let loss = SaliencyLossConfig::default().init()?;
+//! // Horizontal flip: T(x) and its inverse on maps are both `flip([3])`.
+//! let batch = Tensor::cat(vec![x.clone(), x.flip([3])], 0);
+//! let targets = Tensor::cat(vec![y.clone(), y], 0);
+//! let out = SaliencyKind::Gradient.attribute(model, batch, targets, &[])?;
+//! let maps = loss.reduce(out.maps).chunk(2, 0);
+//! let l_sal = loss.forward(maps[0].clone(), maps[1].clone().flip([3]), None)?;
+//! let grads = l_sal.backward(); // reaches every parameter: second order
+//! # Ok(()) }
+//! ```
+
+pub mod classifier;
+pub mod distance;
+pub mod error;
+pub mod gradcheck;
+pub mod loss;
+pub mod normalize;
+pub mod reduce;
+pub mod saliency;
+pub mod second_order;
+
+pub use classifier::Classifier;
+pub use distance::Distance;
+pub use error::{Error, Result};
+pub use loss::{invariance_loss, FeatureDistance, LossWeights, SaliencyLoss, SaliencyLossConfig};
+pub use normalize::MapNorm;
+pub use reduce::ChannelReduction;
+pub use saliency::{Attribution, Gradient, InputXGradient, SaliencyKind, SaliencyMethod, SmoothGrad};
+pub use second_order::{input_gradient, lift, materialize, InputGradient, Lift, Outer};
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! Small helpers shared by the unit tests.
+    use burn::tensor::{backend::Backend, Tensor, TensorData};
+
+    /// The unit-test backend: f64 on ndarray.
+    pub type TB = burn::backend::NdArray<f64>;
+
+    pub fn tensor4<B: Backend>(values: &[f64], shape: [usize; 4]) -> Tensor<B, 4> {
+        Tensor::from_data(TensorData::new(values.to_vec(), shape), &Default::default())
+    }
+
+    pub fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
+        t.into_data().convert::<f64>().to_vec::<f64>().unwrap()
+    }
+}

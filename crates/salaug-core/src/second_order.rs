@@ -1,0 +1,133 @@
+//! The nested-autodiff plumbing: the only module of salaug that names `Autodiff<B>`.
+//!
+//! Training on a saliency loss needs the gradient (with respect to the weights) of a function
+//! of the input gradient: a second-order derivative. With burn 0.21 this works by nesting
+//! autodiff backends. The model lives at level `B` (an autodiff backend during training).
+//! [`lift`] wraps it one level up, in `Autodiff<B>`, **sharing the same `B`-level parameter
+//! leaves**. The images become leaves of the outer level; one outer forward and backward then
+//! gives the input gradient as a `B`-level tensor whose graph still reaches the parameters, so a
+//! loss built from it can be back-propagated at level `B` like any other.
+//!
+//! Facts this module relies on (all checked against finite differences, see `tests/`):
+//! - parameters are marked untracked at the outer level, so the outer backward computes input
+//!   gradients only (the inner graph through them is kept);
+//! - `detach()` detaches one level only;
+//! - lazily initialised parameters cloned before their first use initialise independently
+//!   (the "lazy clone trap"): [`lift`] materialises them in place first;
+//! - BatchNorm running statistics updated by the lifted copy are discarded (burn creates a new
+//!   running state in `from_inner`); the lifted forward also returns the logits at level `B`,
+//!   so callers that want the statistics updated use [`Lift::Lifted`]'s own forward at level `B`.
+
+use burn::backend::Autodiff;
+use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{backend::Backend, Int, Tensor};
+
+use crate::classifier::Classifier;
+use crate::error::{check_shape, Result};
+
+/// The backend one autodiff level above `B`.
+pub type Outer<B> = Autodiff<B>;
+
+/// A classifier that can run one autodiff level up while sharing its parameters.
+///
+/// For a model `Net<B>` written generically over the backend, implement it with
+/// [`impl_lift!`](crate::impl_lift): `salaug_core::impl_lift!(Net);`.
+pub trait Lift<B: Backend>: Classifier<B> + Clone {
+    /// The same model type on `Autodiff<B>`.
+    type Lifted: Classifier<Outer<B>> + AutodiffModule<Outer<B>, InnerModule = Self>;
+}
+
+/// Implements [`Lift`] for a model type `Name<B>` that implements [`Classifier`] for every backend.
+#[macro_export]
+macro_rules! impl_lift {
+    ($name:ident) => {
+        impl<B: ::burn::tensor::backend::Backend> $crate::second_order::Lift<B> for $name<B> {
+            type Lifted = $name<$crate::second_order::Outer<B>>;
+        }
+    };
+}
+
+/// Initialises every lazily initialised parameter of `model` in place.
+///
+/// Clones taken afterwards share the parameter values (and, on an autodiff backend, the leaves).
+pub fn materialize<B: Backend, M: Module<B>>(model: &M) {
+    struct Touch;
+    impl<B: Backend> ModuleVisitor<B> for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let _ = param.val();
+        }
+    }
+    model.visit(&mut Touch);
+}
+
+/// Marks every parameter of an outer-level module as untracked at the outer level only.
+struct UntrackOuter;
+
+impl<B: Backend> ModuleMapper<Outer<B>> for UntrackOuter {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: Param<Tensor<Outer<B>, D>>,
+    ) -> Param<Tensor<Outer<B>, D>> {
+        param.map(|tensor| tensor.set_require_grad(false))
+    }
+}
+
+/// Lifts `model` one autodiff level up, sharing its `B`-level parameter leaves.
+///
+/// Parameters are constants at the outer level: an outer backward computes gradients with
+/// respect to the outer leaves you create (the images) only, and every result keeps its
+/// `B`-level graph back to the parameters.
+pub fn lift<B: Backend, M: Lift<B>>(model: &M) -> M::Lifted {
+    materialize(model);
+    M::Lifted::from_inner(model.clone()).map(&mut UntrackOuter)
+}
+
+/// What one outer forward and backward pass gives, all at level `B`.
+#[derive(Debug, Clone)]
+pub struct InputGradient<B: Backend> {
+    /// Logits of the forward pass, `[batch, classes]`; tracked at level `B`.
+    pub logits: Tensor<B, 2>,
+    /// The features requested as taps, in order; tracked at level `B`.
+    pub features: Vec<Tensor<B, 4>>,
+    /// d score / d images, `[batch, channels, height, width]`; its `B`-level graph reaches the
+    /// parameters, so losses built from it are differentiable with respect to them.
+    pub gradient: Tensor<B, 4>,
+}
+
+/// The score a saliency map explains: the sum over the batch of each image's target logit.
+///
+/// `targets` are class indices `[batch]`. This is the paper's eq. 1 score for every image at
+/// once; with batch-coupled layers (BatchNorm in training mode) the gradient of the sum also
+/// carries the small cross-image terms, exactly as the same computation in PyTorch does.
+pub fn target_score<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tensor<B, 1> {
+    let [batch, _] = logits.dims();
+    logits.gather(1, targets.reshape([batch, 1])).sum()
+}
+
+/// One forward and backward pass one level up: the gradient of the target scores with respect
+/// to the input images, plus the logits and requested features of the same forward.
+///
+/// `images` may be constants or tracked tensors of level `B`; the outer level treats them as
+/// leaves. Fails if `targets` does not hold one class per image or a tap is unknown.
+pub fn input_gradient<B: Backend, M: Lift<B>>(
+    model: &M,
+    images: Tensor<B, 4>,
+    targets: Tensor<B, 1, Int>,
+    taps: &[String],
+) -> Result<InputGradient<B>> {
+    let [batch, _, _, _] = images.dims();
+    check_shape("targets (one class index per image)", &[batch], &targets.dims())?;
+    let lifted = lift(model);
+    let leaf = Tensor::<Outer<B>, 4>::from_inner(images).require_grad();
+    let (logits, features) = lifted.logits_and_features(leaf.clone(), taps)?;
+    let score = target_score(logits.clone(), Tensor::from_inner(targets));
+    let grads = score.backward();
+    let gradient = leaf
+        .grad(&grads)
+        .expect("the images are an outer leaf that requires grad");
+    Ok(InputGradient {
+        logits: logits.inner(),
+        features: features.into_iter().map(Tensor::inner).collect(),
+        gradient,
+    })
+}

@@ -1,0 +1,106 @@
+//! A small conv + BatchNorm + ReLU + pooling + linear classifier built from explicit seeded
+//! values, so the same network can be instantiated on any backend.
+#![allow(dead_code)]
+
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use salaug_core::{Classifier, Error};
+
+pub fn uniform(rng: &mut StdRng, n: usize, scale: f64) -> Vec<f64> {
+    (0..n).map(|_| rng.random_range(-scale..scale)).collect()
+}
+
+pub fn tensor<B: Backend, const D: usize>(values: Vec<f64>, shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
+    Tensor::from_data(TensorData::new(values, shape).convert::<B::FloatElem>(), device)
+}
+
+#[derive(Module, Debug)]
+pub struct TestNet<B: Backend> {
+    pub conv1: Conv2d<B>,
+    pub bn1: BatchNorm<B>,
+    pub conv2: Conv2d<B>,
+    pub head_weight: Param<Tensor<B, 2>>,
+    pub head_bias: Param<Tensor<B, 1>>,
+}
+
+pub const CLASSES: usize = 3;
+
+impl<B: Backend> TestNet<B> {
+    /// Deterministic weights from `seed`, identical on every backend.
+    pub fn new(seed: u64, device: &B::Device) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut conv1 = Conv2dConfig::new([3, 4], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(device);
+        conv1.weight = Param::from_tensor(tensor(uniform(&mut rng, 4 * 27, 0.5), [4, 3, 3, 3], device));
+        conv1.bias = Some(Param::from_tensor(tensor(uniform(&mut rng, 4, 0.1), [4], device)));
+        let mut bn1 = BatchNormConfig::new(4).init(device);
+        bn1.gamma = Param::from_tensor(tensor(uniform(&mut rng, 4, 0.2).iter().map(|v| 1.0 + v).collect(), [4], device));
+        bn1.beta = Param::from_tensor(tensor(uniform(&mut rng, 4, 0.2), [4], device));
+        let mut conv2 = Conv2dConfig::new([4, 5], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(device);
+        conv2.weight = Param::from_tensor(tensor(uniform(&mut rng, 5 * 36, 0.4), [5, 4, 3, 3], device));
+        conv2.bias = Some(Param::from_tensor(tensor(uniform(&mut rng, 5, 0.1), [5], device)));
+        Self {
+            conv1,
+            bn1,
+            conv2,
+            head_weight: Param::from_tensor(tensor(uniform(&mut rng, 5 * CLASSES, 0.8), [5, CLASSES], device)),
+            head_bias: Param::from_tensor(tensor(uniform(&mut rng, CLASSES, 0.1), [CLASSES], device)),
+        }
+    }
+
+    fn trunk(&self, x: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let x = relu(self.bn1.forward(self.conv1.forward(x))); // [n, 4, h, w]
+        let [n, c, h, w] = x.dims();
+        // 2×2 max pooling, twice differentiable: reshape + max_dim.
+        let pooled = x.reshape([n, c, h / 2, 2, w / 2, 2]).max_dim(5).max_dim(3).reshape([n, c, h / 2, w / 2]);
+        let x = relu(self.conv2.forward(pooled.clone())); // [n, 5, h/2, w/2]
+        (pooled, x)
+    }
+
+    fn head(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        let [n, c, _, _] = x.dims();
+        let x = x.mean_dim(3).mean_dim(2).reshape([n, c]); // global average pooling
+        x.matmul(self.head_weight.val()) + self.head_bias.val().unsqueeze()
+    }
+}
+
+impl<B: Backend> Classifier<B> for TestNet<B> {
+    fn logits(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.head(self.trunk(images).1)
+    }
+
+    fn feature_names(&self) -> Vec<String> {
+        vec!["pool1".into(), "conv2".into()]
+    }
+
+    fn logits_and_features(&self, images: Tensor<B, 4>, taps: &[String]) -> salaug_core::Result<(Tensor<B, 2>, Vec<Tensor<B, 4>>)> {
+        let (pool1, conv2) = self.trunk(images);
+        let features = taps
+            .iter()
+            .map(|t| match t.as_str() {
+                "pool1" => Ok(pool1.clone()),
+                "conv2" => Ok(conv2.clone()),
+                _ => Err(Error::UnknownTap { name: t.clone(), available: self.feature_names() }),
+            })
+            .collect::<salaug_core::Result<Vec<_>>>()?;
+        Ok((self.head(conv2), features))
+    }
+}
+
+salaug_core::impl_lift!(TestNet);
+
+/// Seeded images `[n, 3, size, size]` in [-1, 1] and labels.
+pub fn batch<B: Backend>(seed: u64, n: usize, size: usize, device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 1, Int>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let x = tensor(uniform(&mut rng, n * 3 * size * size, 1.0), [n, 3, size, size], device);
+    let y: Vec<i64> = (0..n).map(|i| (i % CLASSES) as i64).collect();
+    (x, Tensor::from_data(TensorData::new(y, [n]), device))
+}

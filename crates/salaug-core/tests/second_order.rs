@@ -1,0 +1,234 @@
+//! Second-order correctness: the gradient of L_sal (and of the full loss) with respect to every
+//! parameter matches central finite differences (f64), for every reduction × normalisation ×
+//! distance.
+
+mod common;
+
+use burn::module::AutodiffModule;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{GradientsParams, Optimizer, SgdConfig};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use common::{batch, TestNet};
+use salaug_core::gradcheck::{gradcheck, GradcheckBackend as GB, GradcheckConfig};
+use salaug_core::{
+    invariance_loss, ChannelReduction, Distance, FeatureDistance, LossWeights, MapNorm, SaliencyKind,
+    SaliencyLossConfig, SaliencyMethod,
+};
+
+const TOL: f64 = 1e-6;
+
+/// The paper's setting with a horizontal flip: maps of `x` vs flipped-back maps of `flip(x)`.
+fn flip_sal_loss<B: AutodiffBackend>(
+    model: &TestNet<B>,
+    x: &Tensor<B, 4>,
+    y: &Tensor<B, 1, Int>,
+    config: SaliencyLossConfig,
+    method: SaliencyKind,
+    masked: bool,
+) -> Tensor<B, 1>
+where
+    TestNet<B>: salaug_core::Lift<B>,
+{
+    let loss = config.init().unwrap();
+    let images = Tensor::cat(vec![x.clone(), x.clone().flip([3])], 0);
+    let targets = Tensor::cat(vec![y.clone(), y.clone()], 0);
+    let out = method.attribute(model, images, targets, &[]).unwrap();
+    let maps = loss.reduce(out.maps).chunk(2, 0);
+    let [n, _, h, w] = maps[0].dims();
+    let mask = masked.then(|| {
+        // Ignore the outermost columns, as a warp's validity mask would.
+        Tensor::<B, 4>::ones([n, 1, h, w], &x.device()).slice_assign([0..n, 0..1, 0..h, 0..1], Tensor::zeros([n, 1, h, 1], &x.device()))
+    });
+    loss.forward(maps[0].clone(), maps[1].clone().flip([3]), mask).unwrap()
+}
+
+#[test]
+fn l_sal_gradient_matches_finite_differences_for_every_setting() {
+    let device = Default::default();
+    let model = TestNet::<GB>::new(7, &device);
+    let (x, y) = batch::<GB>(11, 3, 8, &device);
+    let mut failures = Vec::new();
+    let mut worst: f64 = 0.0;
+    let mut case = 0;
+    for reduction in [ChannelReduction::Max, ChannelReduction::AbsMax, ChannelReduction::L2] {
+        for norm in [MapNorm::MinMax, MapNorm::MaxAbs, MapNorm::UnitSum, MapNorm::Standardize, MapNorm::Identity] {
+            for distance in [Distance::Mse, Distance::L1, Distance::Cosine] {
+                case += 1;
+                let config = SaliencyLossConfig { reduction, norm, distance, ..Default::default() };
+                let masked = case % 2 == 0;
+                let report = gradcheck(
+                    &model,
+                    |m| flip_sal_loss(m, &x, &y, config, SaliencyKind::Gradient, masked),
+                    GradcheckConfig::default(),
+                );
+                assert!(report.loss.is_finite() && report.loss > 0.0, "{config:?}: {report}");
+                worst = worst.max(report.max_rel_error());
+                if report.params.iter().any(|p| !(p.max_rel_error <= TOL)) {
+                    failures.push(format!("{config:?} masked={masked}\n{report}"));
+                }
+            }
+        }
+    }
+    println!("{case} settings, largest relative error {worst:.3e}");
+    assert!(failures.is_empty(), "{} settings failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn input_x_gradient_is_twice_differentiable() {
+    let device = Default::default();
+    let model = TestNet::<GB>::new(3, &device);
+    let (x, y) = batch::<GB>(5, 2, 8, &device);
+    let report = gradcheck(
+        &model,
+        |m| flip_sal_loss(m, &x, &y, SaliencyLossConfig::default(), SaliencyKind::InputXGradient, false),
+        GradcheckConfig::default(),
+    );
+    println!("{report}");
+    report.assert_within(TOL);
+}
+
+/// The full objective α·CE + β·L_sal + γ·L_inv, with the logits and features of the same lifted
+/// forward pass that produced the maps.
+#[test]
+fn full_loss_from_one_forward_pass_matches_finite_differences() {
+    let device = Default::default();
+    let model = TestNet::<GB>::new(21, &device);
+    let (x, y) = batch::<GB>(22, 2, 8, &device);
+    let weights = LossWeights { alpha: 1.0, beta: 2.0, gamma: 0.5 };
+    let taps = vec!["pool1".to_string(), "conv2".to_string()];
+    let full = |m: &TestNet<GB>| {
+        let loss = SaliencyLossConfig::default().init().unwrap();
+        let images = Tensor::cat(vec![x.clone(), x.clone().flip([3])], 0);
+        let targets = Tensor::cat(vec![y.clone(), y.clone()], 0);
+        let out = SaliencyKind::Gradient.attribute(m, images, targets.clone(), &taps).unwrap();
+        let ce = CrossEntropyLossConfig::new().init(&device).forward(out.logits, targets);
+        let maps = loss.reduce(out.maps).chunk(2, 0);
+        let sal = loss.forward(maps[0].clone(), maps[1].clone().flip([3]), None).unwrap();
+        let (fa, fb): (Vec<_>, Vec<_>) = out.features.iter().map(|f| {
+            let h = f.clone().chunk(2, 0);
+            (h[0].clone(), h[1].clone().flip([3]))
+        }).unzip();
+        let inv = invariance_loss(&fa, &fb, FeatureDistance::L2, &device).unwrap();
+        weights.combine(ce, Some(sal), Some(inv))
+    };
+    let report = gradcheck(&model, full, GradcheckConfig::default());
+    println!("{report}");
+    report.assert_within(TOL);
+}
+
+#[test]
+fn sgd_on_l_sal_alone_reduces_it() {
+    let device = Default::default();
+    let mut model = TestNet::<GB>::new(5, &device);
+    let (x, y) = batch::<GB>(6, 4, 8, &device);
+    let loss = |m: &TestNet<GB>| flip_sal_loss(m, &x, &y, SaliencyLossConfig::default(), SaliencyKind::Gradient, false);
+    let mut optim = SgdConfig::new().init::<GB, TestNet<GB>>();
+    let first: f64 = loss(&model).into_scalar();
+    let mut last = first;
+    for _ in 0..8 {
+        let l = loss(&model);
+        let grads = GradientsParams::from_grads(l.backward(), &model);
+        model = optim.step(0.5, model, grads);
+        last = loss(&model).into_scalar();
+    }
+    println!("L_sal {first:.6} -> {last:.6}");
+    assert!(last < 0.7 * first, "L_sal went from {first} to {last}");
+}
+
+#[test]
+fn all_zero_maps_give_finite_losses_and_gradients() {
+    let device = Default::default();
+    let mut model = TestNet::<GB>::new(9, &device);
+    // A zero head makes every logit constant, so every saliency map is exactly zero.
+    model.head_weight = burn::module::Param::from_tensor(Tensor::zeros([5, common::CLASSES], &device));
+    let (x, y) = batch::<GB>(10, 2, 8, &device);
+    for reduction in [ChannelReduction::Max, ChannelReduction::AbsMax, ChannelReduction::L2] {
+        for norm in [MapNorm::MinMax, MapNorm::MaxAbs, MapNorm::UnitSum, MapNorm::Standardize, MapNorm::Identity] {
+            for distance in [Distance::Mse, Distance::L1, Distance::Cosine] {
+                let config = SaliencyLossConfig { reduction, norm, distance, ..Default::default() };
+                let l = flip_sal_loss(&model, &x, &y, config, SaliencyKind::Gradient, true);
+                let value: f64 = l.clone().into_scalar();
+                assert!(value.is_finite(), "{config:?}: loss {value}");
+                let grads = GradientsParams::from_grads(l.backward(), &model);
+                let mut visitor = FiniteGrads { grads: &grads, bad: Vec::new() };
+                burn::module::Module::visit(&model, &mut visitor);
+                assert!(visitor.bad.is_empty(), "{config:?}: non-finite gradient in {:?}", visitor.bad);
+            }
+        }
+    }
+}
+
+struct FiniteGrads<'a> {
+    grads: &'a GradientsParams,
+    bad: Vec<String>,
+}
+
+impl burn::module::ModuleVisitor<GB> for FiniteGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<GB, D>>) {
+        if let Some(g) = self.grads.get::<<GB as AutodiffBackend>::InnerBackend, D>(param.id) {
+            let v = g.into_data().to_vec::<f64>().unwrap();
+            if v.iter().any(|x| !x.is_finite()) {
+                self.bad.push(format!("{:?}", param.id));
+            }
+        }
+    }
+}
+
+/// Lifting a model whose parameters were never used must not give the lifted copy independent
+/// values (burn's lazy initialisation clones the initialiser): every parameter gets a gradient.
+#[test]
+fn lifting_a_fresh_lazily_initialised_model_shares_its_parameters() {
+    let device = Default::default();
+    let model = burn::nn::conv::Conv2dConfig::new([3, 3], [3, 3]).init::<GB>(&device);
+    #[derive(Module, Debug)]
+    struct Lazy<B: Backend> {
+        conv: burn::nn::conv::Conv2d<B>,
+    }
+    impl<B: Backend> salaug_core::Classifier<B> for Lazy<B> {
+        fn logits(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+            let y = self.conv.forward(images).tanh();
+            let [n, c, _, _] = y.dims();
+            y.mean_dim(3).mean_dim(2).reshape([n, c])
+        }
+    }
+    salaug_core::impl_lift!(Lazy);
+    let net = Lazy { conv: model };
+    assert!(!net.conv.weight.is_initialized(), "the test needs a lazy parameter");
+    let (x, y) = batch::<GB>(1, 2, 6, &device);
+    let report = gradcheck(
+        &net,
+        |m| {
+            let out = SaliencyKind::Gradient.attribute(m, x.clone(), y.clone(), &[]).unwrap();
+            out.maps.powi_scalar(2).mean()
+        },
+        GradcheckConfig::default(),
+    );
+    println!("{report}");
+    assert_eq!(report.params.len(), 2);
+    report.assert_within(TOL);
+}
+
+#[test]
+fn lifted_pass_leaves_the_model_usable_and_unchanged() {
+    let device = Default::default();
+    let model = TestNet::<GB>::new(1, &device);
+    let (x, y) = batch::<GB>(2, 2, 8, &device);
+    let before = model.valid().logits(x.clone().inner()).into_data();
+    let _ = SaliencyKind::Gradient.attribute(&model, x.clone(), y, &[]).unwrap();
+    let after = model.valid().logits(x.inner()).into_data();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn unknown_tap_and_bad_targets_are_errors() {
+    let device = Default::default();
+    let model = TestNet::<GB>::new(1, &device);
+    let (x, y) = batch::<GB>(2, 2, 8, &device);
+    let err = SaliencyKind::Gradient.attribute(&model, x.clone(), y, &["nope".into()]).unwrap_err();
+    assert!(err.to_string().contains("nope") && err.to_string().contains("pool1"), "{err}");
+    let (_, y3) = batch::<GB>(2, 3, 8, &device);
+    assert!(SaliencyKind::Gradient.attribute(&model, x, y3, &[]).is_err());
+}
+
+use salaug_core::Classifier;
