@@ -6,10 +6,16 @@
 //! gradients: the analytic side back-propagates through the saliency maps, while the numeric
 //! side only evaluates the loss. Use it on `Autodiff<NdArray<f64>>` ([`GradcheckBackend`],
 //! feature `gradcheck`): f32 is too coarse for differences of this size.
+//!
+//! Beware a burn 0.21 trap: the default float dtype is fixed per *device type* for the whole
+//! process by the first backend that creates a tensor on it, and `NdArray<f32>` and
+//! `NdArray<f64>` share `NdArrayDevice`. If anything in the process used `NdArray<f32>` first,
+//! `NdArray<f64>` silently computes in f32. [`gradcheck`] therefore refuses a loss that is not
+//! f64 instead of reporting meaningless errors.
 
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 
 use crate::second_order::materialize;
 
@@ -184,6 +190,14 @@ where
 {
     materialize(model);
     let value = loss(model);
+    assert_eq!(
+        value.dtype(),
+        DType::F64,
+        "gradcheck needs an f64 loss; this process computes in {:?}. burn 0.21 fixes the default \
+         float dtype per device type on first use: do not use NdArray<f32> and NdArray<f64> in \
+         the same process (or set it with burn::tensor::set_default_float_dtype first)",
+        value.dtype()
+    );
     let loss_value = to_f64(value.to_data())[0];
     let grads = value.backward();
     let mut collect = Collect::<B> {

@@ -9,7 +9,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use common::{batch, TestNet};
+use common::{batch, flip_sal_loss, TestNet};
 use salaug_core::gradcheck::{gradcheck, GradcheckBackend as GB, GradcheckConfig};
 use salaug_core::{
     invariance_loss, ChannelReduction, Distance, FeatureDistance, LossWeights, MapNorm, SaliencyKind,
@@ -17,31 +17,6 @@ use salaug_core::{
 };
 
 const TOL: f64 = 1e-6;
-
-/// The paper's setting with a horizontal flip: maps of `x` vs flipped-back maps of `flip(x)`.
-fn flip_sal_loss<B: AutodiffBackend>(
-    model: &TestNet<B>,
-    x: &Tensor<B, 4>,
-    y: &Tensor<B, 1, Int>,
-    config: SaliencyLossConfig,
-    method: SaliencyKind,
-    masked: bool,
-) -> Tensor<B, 1>
-where
-    TestNet<B>: salaug_core::Lift<B>,
-{
-    let loss = config.init().unwrap();
-    let images = Tensor::cat(vec![x.clone(), x.clone().flip([3])], 0);
-    let targets = Tensor::cat(vec![y.clone(), y.clone()], 0);
-    let out = method.attribute(model, images, targets, &[]).unwrap();
-    let maps = loss.reduce(out.maps).chunk(2, 0);
-    let [n, _, h, w] = maps[0].dims();
-    let mask = masked.then(|| {
-        // Ignore the outermost columns, as a warp's validity mask would.
-        Tensor::<B, 4>::ones([n, 1, h, w], &x.device()).slice_assign([0..n, 0..1, 0..h, 0..1], Tensor::zeros([n, 1, h, 1], &x.device()))
-    });
-    loss.forward(maps[0].clone(), maps[1].clone().flip([3]), mask).unwrap()
-}
 
 #[test]
 fn l_sal_gradient_matches_finite_differences_for_every_setting() {
@@ -125,15 +100,19 @@ fn sgd_on_l_sal_alone_reduces_it() {
     let loss = |m: &TestNet<GB>| flip_sal_loss(m, &x, &y, SaliencyLossConfig::default(), SaliencyKind::Gradient, false);
     let mut optim = SgdConfig::new().init::<GB, TestNet<GB>>();
     let first: f64 = loss(&model).into_scalar();
-    let mut last = first;
-    for _ in 0..8 {
+    let mut trajectory = vec![first];
+    for _ in 0..20 {
         let l = loss(&model);
         let grads = GradientsParams::from_grads(l.backward(), &model);
-        model = optim.step(0.5, model, grads);
-        last = loss(&model).into_scalar();
+        model = optim.step(0.2, model, grads);
+        trajectory.push(loss(&model).into_scalar());
     }
+    let last = *trajectory.last().unwrap();
     println!("L_sal {first:.6} -> {last:.6}");
-    assert!(last < 0.7 * first, "L_sal went from {first} to {last}");
+    // A small step along the analytic gradient must go down (a wrong second-order term would
+    // not), and the steps together must bring the loss down clearly.
+    assert!(trajectory[1] < first, "first step went up: {trajectory:?}");
+    assert!(last < 0.8 * first, "L_sal went {trajectory:?}");
 }
 
 #[test]
@@ -232,3 +211,4 @@ fn unknown_tap_and_bad_targets_are_errors() {
 }
 
 use salaug_core::Classifier;
+

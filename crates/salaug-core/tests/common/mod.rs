@@ -9,7 +9,8 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use salaug_core::{Classifier, Error};
+use burn::tensor::backend::AutodiffBackend;
+use salaug_core::{Classifier, Error, SaliencyKind, SaliencyLossConfig, SaliencyMethod};
 
 pub fn uniform(rng: &mut StdRng, n: usize, scale: f64) -> Vec<f64> {
     (0..n).map(|_| rng.random_range(-scale..scale)).collect()
@@ -104,3 +105,29 @@ pub fn batch<B: Backend>(seed: u64, n: usize, size: usize, device: &B::Device) -
     let y: Vec<i64> = (0..n).map(|i| (i % CLASSES) as i64).collect();
     (x, Tensor::from_data(TensorData::new(y, [n]), device))
 }
+
+/// The paper's setting with a horizontal flip: maps of `x` vs flipped-back maps of `flip(x)`.
+pub fn flip_sal_loss<B: AutodiffBackend>(
+    model: &TestNet<B>,
+    x: &Tensor<B, 4>,
+    y: &Tensor<B, 1, Int>,
+    config: SaliencyLossConfig,
+    method: SaliencyKind,
+    masked: bool,
+) -> Tensor<B, 1>
+where
+    TestNet<B>: salaug_core::Lift<B>,
+{
+    let loss = config.init().unwrap();
+    let images = Tensor::cat(vec![x.clone(), x.clone().flip([3])], 0);
+    let targets = Tensor::cat(vec![y.clone(), y.clone()], 0);
+    let out = method.attribute(model, images, targets, &[]).unwrap();
+    let maps = loss.reduce(out.maps).chunk(2, 0);
+    let [n, _, h, w] = maps[0].dims();
+    let mask = masked.then(|| {
+        // Ignore the outermost columns, as a warp's validity mask would.
+        Tensor::<B, 4>::ones([n, 1, h, w], &x.device()).slice_assign([0..n, 0..1, 0..h, 0..1], Tensor::zeros([n, 1, h, 1], &x.device()))
+    });
+    loss.forward(maps[0].clone(), maps[1].clone().flip([3]), mask).unwrap()
+}
+
