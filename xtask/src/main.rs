@@ -1,1 +1,65 @@
-fn main() {}
+//! Project tasks: `cargo xtask <command>` (the alias lives in `.cargo/config.toml`).
+
+use std::process::Command as Process;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "salaug project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile the workspace once per backend feature (`cargo check --no-default-features
+    /// --features salaug-core/<backend>`): flex, ndarray, wgpu, cuda. Needs no GPU.
+    CheckBackends {
+        /// Only these backends (default: all four).
+        #[arg(value_parser = ["flex", "ndarray", "wgpu", "cuda"])]
+        backends: Vec<String>,
+    },
+}
+
+const BACKENDS: [&str; 4] = ["flex", "ndarray", "wgpu", "cuda"];
+
+fn cargo(args: &[&str]) -> Result<()> {
+    eprintln!("$ cargo {}", args.join(" "));
+    let status = Process::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .status()
+        .context("could not start cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed with {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::CheckBackends { backends } => {
+            let chosen: Vec<&str> = if backends.is_empty() {
+                BACKENDS.to_vec()
+            } else {
+                backends.iter().map(String::as_str).collect()
+            };
+            for backend in chosen {
+                let feature = format!("salaug-core/{backend}");
+                cargo(&[
+                    "check",
+                    "--release",
+                    "--workspace",
+                    "--exclude",
+                    "xtask",
+                    "--no-default-features",
+                    "--features",
+                    &feature,
+                ])?;
+                eprintln!("ok: {backend}");
+            }
+            Ok(())
+        }
+    }
+}

@@ -88,10 +88,19 @@ mod tests {
     fn distances_match_hand_computed_values() {
         let a = tensor4::<TB>(&[1.0, 0.0, 0.0, 1.0], [2, 1, 1, 2]);
         let b = tensor4::<TB>(&[0.0, 1.0, 0.0, 3.0], [2, 1, 1, 2]);
-        assert_eq!(values(Distance::Mse.forward_no_reduction(a.clone(), b.clone(), None, 1e-12)), [1.0, 2.0]);
-        assert_eq!(values(Distance::L1.forward_no_reduction(a.clone(), b.clone(), None, 1e-12)), [1.0, 1.0]);
+        assert_eq!(
+            values(Distance::Mse.forward_no_reduction(a.clone(), b.clone(), None, 1e-12)),
+            [1.0, 2.0]
+        );
+        assert_eq!(
+            values(Distance::L1.forward_no_reduction(a.clone(), b.clone(), None, 1e-12)),
+            [1.0, 1.0]
+        );
         let cos = values(Distance::Cosine.forward_no_reduction(a.clone(), b.clone(), None, 1e-12));
-        assert!((cos[0] - 1.0).abs() < 1e-12 && cos[1].abs() < 1e-12, "{cos:?}");
+        assert!(
+            (cos[0] - 1.0).abs() < 1e-12 && cos[1].abs() < 1e-12,
+            "{cos:?}"
+        );
         assert_eq!(values(Distance::Mse.forward(a, b, None, 1e-12)), [1.5]);
     }
 
@@ -100,17 +109,32 @@ mod tests {
         let a = tensor4::<TB>(&[1.0, 5.0], [1, 1, 1, 2]);
         let b = tensor4::<TB>(&[3.0, -5.0], [1, 1, 1, 2]);
         let mask = tensor4::<TB>(&[1.0, 0.0], [1, 1, 1, 2]);
-        assert_eq!(values(Distance::Mse.forward(a.clone(), b.clone(), Some(mask.clone()), 1e-12)), [4.0]);
-        assert_eq!(values(Distance::L1.forward(a.clone(), b.clone(), Some(mask.clone()), 1e-12)), [2.0]);
+        assert_eq!(
+            values(Distance::Mse.forward(a.clone(), b.clone(), Some(mask.clone()), 1e-12)),
+            [4.0]
+        );
+        assert_eq!(
+            values(Distance::L1.forward(a.clone(), b.clone(), Some(mask.clone()), 1e-12)),
+            [2.0]
+        );
         let none = tensor4::<TB>(&[0.0, 0.0], [1, 1, 1, 2]);
-        assert_eq!(values(Distance::Mse.forward(a, b, Some(none), 1e-12)), [0.0]);
+        assert_eq!(
+            values(Distance::Mse.forward(a, b, Some(none), 1e-12)),
+            [0.0]
+        );
     }
 
     #[test]
     fn cosine_of_zero_map_is_finite() {
         let a = tensor4::<TB>(&[0.0, 0.0], [1, 1, 1, 2]);
         let b = tensor4::<TB>(&[1.0, 2.0], [1, 1, 1, 2]);
-        assert_eq!(values(Distance::Cosine.forward(a.clone(), b, None, 1e-12)), [1.0]);
-        assert_eq!(values(Distance::Cosine.forward(a.clone(), a, None, 1e-12)), [1.0]);
+        assert_eq!(
+            values(Distance::Cosine.forward(a.clone(), b, None, 1e-12)),
+            [1.0]
+        );
+        assert_eq!(
+            values(Distance::Cosine.forward(a.clone(), a, None, 1e-12)),
+            [1.0]
+        );
     }
 }

@@ -67,6 +67,13 @@ pub struct ParamCheck {
     pub has_grad: bool,
 }
 
+impl ParamCheck {
+    /// Whether the largest relative error is `≤ tol` (a NaN error never is).
+    pub fn within(&self, tol: f64) -> bool {
+        self.max_rel_error <= tol
+    }
+}
+
 /// The result of [`gradcheck`]: one row per trainable parameter tensor.
 #[derive(Debug, Clone)]
 pub struct GradcheckReport {
@@ -79,12 +86,15 @@ pub struct GradcheckReport {
 impl GradcheckReport {
     /// The largest relative error over all parameters.
     pub fn max_rel_error(&self) -> f64 {
-        self.params.iter().map(|p| p.max_rel_error).fold(0.0, f64::max)
+        self.params
+            .iter()
+            .map(|p| p.max_rel_error)
+            .fold(0.0, f64::max)
     }
 
     /// Panics with a table of all parameters unless every relative error is `≤ tol`.
     pub fn assert_within(&self, tol: f64) {
-        let bad = self.params.iter().any(|p| !(p.max_rel_error <= tol));
+        let bad = self.params.iter().any(|p| !p.within(tol));
         assert!(
             !bad && !self.params.is_empty(),
             "gradient check failed (tolerance {tol:e}):\n{self}"
@@ -103,7 +113,11 @@ impl core::fmt::Display for GradcheckReport {
                 p.entries,
                 p.max_rel_error,
                 p.max_abs_grad,
-                if p.has_grad { "" } else { "  (no gradient: exact zero)" }
+                if p.has_grad {
+                    ""
+                } else {
+                    "  (no gradient: exact zero)"
+                }
             )?;
         }
         Ok(())
@@ -207,7 +221,11 @@ where
     };
     model.visit(&mut collect);
     let eval = |id: ParamId, index: usize, v: f64| -> f64 {
-        let perturbed = model.clone().map(&mut SetEntry { id, index, value: v });
+        let perturbed = model.clone().map(&mut SetEntry {
+            id,
+            index,
+            value: v,
+        });
         to_f64(loss(&perturbed).into_data())[0]
     };
 
@@ -227,7 +245,11 @@ where
             let mut max_abs: f64 = 0.0;
             for j in 0..count {
                 // Evenly spread, always including the first and the last entry.
-                let index = if count == 1 { 0 } else { j * (n - 1) / (count - 1) };
+                let index = if count == 1 {
+                    0
+                } else {
+                    j * (n - 1) / (count - 1)
+                };
                 let w = entry.values[index];
                 let h = config.step * w.abs().max(1.0);
                 let numeric =

@@ -42,7 +42,9 @@ pub use error::{Error, Result};
 pub use loss::{invariance_loss, FeatureDistance, LossWeights, SaliencyLoss, SaliencyLossConfig};
 pub use normalize::MapNorm;
 pub use reduce::ChannelReduction;
-pub use saliency::{Attribution, Gradient, InputXGradient, SaliencyKind, SaliencyMethod, SmoothGrad};
+pub use saliency::{
+    Attribution, Gradient, InputXGradient, SaliencyKind, SaliencyMethod, SmoothGrad,
+};
 pub use second_order::{input_gradient, lift, materialize, InputGradient, Lift, Outer};
 
 #[cfg(test)]

@@ -65,7 +65,11 @@ impl SaliencyLoss {
     }
 
     /// Normalises each map on its own (over the valid pixels when a mask is given).
-    pub fn normalize<B: Backend>(&self, maps: Tensor<B, 4>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 4> {
+    pub fn normalize<B: Backend>(
+        &self,
+        maps: Tensor<B, 4>,
+        mask: Option<Tensor<B, 4>>,
+    ) -> Tensor<B, 4> {
         self.config.norm.forward(maps, mask, self.config.eps)
     }
 
@@ -95,7 +99,10 @@ impl SaliencyLoss {
         }
         let a = self.normalize(maps, mask.clone());
         let b = self.normalize(expected, mask.clone());
-        Ok(self.config.distance.forward_no_reduction(a, b, mask, self.config.eps))
+        Ok(self
+            .config
+            .distance
+            .forward_no_reduction(a, b, mask, self.config.eps))
     }
 
     /// The mean of [`Self::forward_no_reduction`] over the batch, `[1]`.
@@ -130,7 +137,11 @@ pub fn invariance_loss<B: Backend>(
     distance: FeatureDistance,
     device: &B::Device,
 ) -> Result<Tensor<B, 1>> {
-    check_shape("invariance_loss feature lists (lengths)", &[a.len()], &[b.len()])?;
+    check_shape(
+        "invariance_loss feature lists (lengths)",
+        &[a.len()],
+        &[b.len()],
+    )?;
     let mut total = Tensor::<B, 1>::zeros([1], device);
     for (fa, fb) in a.iter().zip(b) {
         check_shape("invariance_loss feature pair", &fa.dims(), &fb.dims())?;
@@ -141,7 +152,11 @@ pub fn invariance_loss<B: Backend>(
         };
         total = total + d;
     }
-    Ok(if a.is_empty() { total } else { total / a.len() as f64 })
+    Ok(if a.is_empty() {
+        total
+    } else {
+        total / a.len() as f64
+    })
 }
 
 /// The weights of L = α·L_class + β·L_sal + γ·L_inv.
@@ -211,17 +226,34 @@ mod tests {
     #[test]
     fn weights_combine_terms() {
         let dev = Default::default();
-        let w = LossWeights { alpha: 2.0, beta: 3.0, gamma: 5.0 };
+        let w = LossWeights {
+            alpha: 2.0,
+            beta: 3.0,
+            gamma: 5.0,
+        };
         let one = Tensor::<TB, 1>::ones([1], &dev);
-        assert_eq!(values(w.combine(one.clone(), Some(one.clone()), Some(one.clone()))), [10.0]);
+        assert_eq!(
+            values(w.combine(one.clone(), Some(one.clone()), Some(one.clone()))),
+            [10.0]
+        );
         assert_eq!(values(w.combine(one.clone(), None, Some(one))), [7.0]);
     }
 
     #[test]
     fn bad_weights_are_rejected_with_their_name() {
-        let err = LossWeights { beta: f64::NAN, ..Default::default() }.validate().unwrap_err();
+        let err = LossWeights {
+            beta: f64::NAN,
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
         assert!(err.to_string().contains("loss.beta"), "{err}");
-        assert!(LossWeights { gamma: -1.0, ..Default::default() }.validate().is_err());
+        assert!(LossWeights {
+            gamma: -1.0,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
     }
 
     #[test]
@@ -229,7 +261,10 @@ mod tests {
         let loss = SaliencyLossConfig::default().init().unwrap();
         let a = tensor4::<TB>(&[0.0; 4], [1, 1, 2, 2]);
         let b = tensor4::<TB>(&[0.0; 2], [1, 1, 1, 2]);
-        assert!(matches!(loss.forward(a.clone(), b, None), Err(Error::Shape { .. })));
+        assert!(matches!(
+            loss.forward(a.clone(), b, None),
+            Err(Error::Shape { .. })
+        ));
         let c = tensor4::<TB>(&[0.0; 8], [1, 2, 2, 2]);
         assert!(loss.forward(c.clone(), c, None).is_err());
     }
@@ -237,12 +272,24 @@ mod tests {
     #[test]
     fn invariance_loss_is_mean_over_layers() {
         let dev = Default::default();
-        let a = vec![tensor4::<TB>(&[1.0, 1.0], [1, 2, 1, 1]), tensor4::<TB>(&[0.0], [1, 1, 1, 1])];
-        let b = vec![tensor4::<TB>(&[0.0, 3.0], [1, 2, 1, 1]), tensor4::<TB>(&[2.0], [1, 1, 1, 1])];
+        let a = vec![
+            tensor4::<TB>(&[1.0, 1.0], [1, 2, 1, 1]),
+            tensor4::<TB>(&[0.0], [1, 1, 1, 1]),
+        ];
+        let b = vec![
+            tensor4::<TB>(&[0.0, 3.0], [1, 2, 1, 1]),
+            tensor4::<TB>(&[2.0], [1, 1, 1, 1]),
+        ];
         // layer 1: (1 + 4)/2 = 2.5, layer 2: 4 → mean 3.25
-        assert_eq!(values(invariance_loss(&a, &b, FeatureDistance::L2, &dev).unwrap()), [3.25]);
+        assert_eq!(
+            values(invariance_loss(&a, &b, FeatureDistance::L2, &dev).unwrap()),
+            [3.25]
+        );
         // layer 1: (1 + 2)/2 = 1.5, layer 2: 2 → mean 1.75
-        assert_eq!(values(invariance_loss(&a, &b, FeatureDistance::L1, &dev).unwrap()), [1.75]);
+        assert_eq!(
+            values(invariance_loss(&a, &b, FeatureDistance::L1, &dev).unwrap()),
+            [1.75]
+        );
         assert!(invariance_loss(&a[..1], &b, FeatureDistance::L1, &dev).is_err());
     }
 }

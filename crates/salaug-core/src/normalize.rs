@@ -132,12 +132,24 @@ mod tests {
     #[test]
     fn norms_match_hand_computed_values() {
         let m = tensor4::<TB>(&[-1.0, 1.0, 3.0, 1.0], [1, 1, 2, 2]);
-        close(&values(MapNorm::MinMax.forward(m.clone(), None, 1e-12)), &[0.0, 0.5, 1.0, 0.5]);
-        close(&values(MapNorm::MaxAbs.forward(m.clone(), None, 1e-12)), &[-1.0 / 3.0, 1.0 / 3.0, 1.0, 1.0 / 3.0]);
-        close(&values(MapNorm::UnitSum.forward(m.clone(), None, 1e-12)), &[-1.0 / 6.0, 1.0 / 6.0, 0.5, 1.0 / 6.0]);
+        close(
+            &values(MapNorm::MinMax.forward(m.clone(), None, 1e-12)),
+            &[0.0, 0.5, 1.0, 0.5],
+        );
+        close(
+            &values(MapNorm::MaxAbs.forward(m.clone(), None, 1e-12)),
+            &[-1.0 / 3.0, 1.0 / 3.0, 1.0, 1.0 / 3.0],
+        );
+        close(
+            &values(MapNorm::UnitSum.forward(m.clone(), None, 1e-12)),
+            &[-1.0 / 6.0, 1.0 / 6.0, 0.5, 1.0 / 6.0],
+        );
         // mean 1, population std sqrt(2)
         let s = 2f64.sqrt();
-        close(&values(MapNorm::Standardize.forward(m, None, 1e-12)), &[-2.0 / s, 0.0, 2.0 / s, 0.0]);
+        close(
+            &values(MapNorm::Standardize.forward(m, None, 1e-12)),
+            &[-2.0 / s, 0.0, 2.0 / s, 0.0],
+        );
     }
 
     #[test]
@@ -146,16 +158,17 @@ mod tests {
             for fill in [0.0, 2.5] {
                 let m = tensor4::<TB>(&[fill; 4], [1, 1, 2, 2]);
                 let out = values(norm.forward(m, None, 1e-12));
-                let expected = if fill == 0.0 || matches!(norm, MapNorm::MinMax | MapNorm::Standardize) {
-                    [0.0; 4]
-                } else {
-                    // Constant non-zero maps keep their (well-defined) scale-normalised value.
-                    match norm {
-                        MapNorm::MaxAbs => [1.0; 4],
-                        MapNorm::UnitSum => [0.25; 4],
-                        _ => [fill; 4],
-                    }
-                };
+                let expected =
+                    if fill == 0.0 || matches!(norm, MapNorm::MinMax | MapNorm::Standardize) {
+                        [0.0; 4]
+                    } else {
+                        // Constant non-zero maps keep their (well-defined) scale-normalised value.
+                        match norm {
+                            MapNorm::MaxAbs => [1.0; 4],
+                            MapNorm::UnitSum => [0.25; 4],
+                            _ => [fill; 4],
+                        }
+                    };
                 close(&out, &expected);
             }
         }
@@ -166,7 +179,13 @@ mod tests {
         // The masked pixel holds a huge value that would dominate if it were counted.
         let m = tensor4::<TB>(&[0.0, 2.0, 1.0, 100.0], [1, 1, 2, 2]);
         let mask = tensor4::<TB>(&[1.0, 1.0, 1.0, 0.0], [1, 1, 2, 2]);
-        close(&values(MapNorm::MinMax.forward(m.clone(), Some(mask.clone()), 1e-12)), &[0.0, 1.0, 0.5, 0.0]);
-        close(&values(MapNorm::MaxAbs.forward(m, Some(mask), 1e-12)), &[0.0, 1.0, 0.5, 0.0]);
+        close(
+            &values(MapNorm::MinMax.forward(m.clone(), Some(mask.clone()), 1e-12)),
+            &[0.0, 1.0, 0.5, 0.0],
+        );
+        close(
+            &values(MapNorm::MaxAbs.forward(m, Some(mask), 1e-12)),
+            &[0.0, 1.0, 0.5, 0.0],
+        );
     }
 }

@@ -52,8 +52,14 @@ mod tests {
     fn reductions_match_hand_computed_values() {
         // Two channels, one pixel each of [3, -4] and [-1, 0.5].
         let maps = tensor4::<TB>(&[3.0, -1.0, -4.0, 0.5], [1, 2, 1, 2]);
-        assert_eq!(values(ChannelReduction::Max.forward(maps.clone())), [3.0, 0.5]);
-        assert_eq!(values(ChannelReduction::AbsMax.forward(maps.clone())), [4.0, 1.0]);
+        assert_eq!(
+            values(ChannelReduction::Max.forward(maps.clone())),
+            [3.0, 0.5]
+        );
+        assert_eq!(
+            values(ChannelReduction::AbsMax.forward(maps.clone())),
+            [4.0, 1.0]
+        );
         let l2 = values(ChannelReduction::L2.forward(maps));
         assert!((l2[0] - 5.0).abs() < 1e-9 && (l2[1] - 1.25f64.sqrt()).abs() < 1e-9);
     }
@@ -61,7 +67,10 @@ mod tests {
     #[test]
     fn single_channel_is_identity_for_max_and_abs_for_others() {
         let maps = tensor4::<TB>(&[-2.0, 1.0], [1, 1, 1, 2]);
-        assert_eq!(values(ChannelReduction::Max.forward(maps.clone())), [-2.0, 1.0]);
+        assert_eq!(
+            values(ChannelReduction::Max.forward(maps.clone())),
+            [-2.0, 1.0]
+        );
         assert_eq!(values(ChannelReduction::L2.forward(maps)), [2.0, 1.0]);
     }
 }

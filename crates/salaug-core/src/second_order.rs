@@ -116,7 +116,11 @@ pub fn input_gradient<B: Backend, M: Lift<B>>(
     taps: &[String],
 ) -> Result<InputGradient<B>> {
     let [batch, _, _, _] = images.dims();
-    check_shape("targets (one class index per image)", &[batch], &targets.dims())?;
+    check_shape(
+        "targets (one class index per image)",
+        &[batch],
+        &targets.dims(),
+    )?;
     let lifted = lift(model);
     let leaf = Tensor::<Outer<B>, 4>::from_inner(images).require_grad();
     let (logits, features) = lifted.logits_and_features(leaf.clone(), taps)?;

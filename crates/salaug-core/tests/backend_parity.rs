@@ -18,7 +18,8 @@ struct Collect<'a, B: AutodiffBackend> {
 impl<B: AutodiffBackend> ModuleVisitor<B> for Collect<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(g) = param.val().grad(self.grads) {
-            self.out.push(g.into_data().convert::<f64>().to_vec::<f64>().unwrap());
+            self.out
+                .push(g.into_data().convert::<f64>().to_vec::<f64>().unwrap());
         }
     }
 }
@@ -27,10 +28,25 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Collect<'_, B> {
 fn saliency_gradients<B: Backend>(device: &B::Device) -> (f64, Vec<Vec<f64>>) {
     let model = TestNet::<Autodiff<B>>::new(7, device);
     let (x, y) = batch::<Autodiff<B>>(11, 4, 8, device);
-    let loss = flip_sal_loss(&model, &x, &y, SaliencyLossConfig::default(), SaliencyKind::Gradient, true);
-    let value = loss.clone().into_data().convert::<f64>().to_vec::<f64>().unwrap()[0];
+    let loss = flip_sal_loss(
+        &model,
+        &x,
+        &y,
+        SaliencyLossConfig::default(),
+        SaliencyKind::Gradient,
+        true,
+    );
+    let value = loss
+        .clone()
+        .into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .unwrap()[0];
     let grads = loss.backward();
-    let mut collect = Collect::<Autodiff<B>> { grads: &grads, out: Vec::new() };
+    let mut collect = Collect::<Autodiff<B>> {
+        grads: &grads,
+        out: Vec::new(),
+    };
     model.visit(&mut collect);
     (value, collect.out)
 }
@@ -40,13 +56,22 @@ fn saliency_gradients<B: Backend>(device: &B::Device) -> (f64, Vec<Vec<f64>>) {
 /// (Per-tensor relative differences would be meaningless for tensors whose true gradient is
 /// zero, such as a convolution bias followed by BatchNorm: there both sides are round-off.)
 fn max_relative_difference(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
-    assert_eq!(a.len(), b.len(), "different number of parameters with a gradient");
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "different number of parameters with a gradient"
+    );
     let norm: f64 = b.iter().flatten().map(|y| y * y).sum::<f64>().sqrt();
     a.iter()
         .zip(b)
         .map(|(a, b)| {
             assert_eq!(a.len(), b.len());
-            a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt() / norm
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).powi(2))
+                .sum::<f64>()
+                .sqrt()
+                / norm
         })
         .fold(0.0, f64::max)
 }
@@ -60,7 +85,11 @@ fn flex_and_ndarray_give_the_same_second_order_gradients() {
     let (l_nd, g_nd) = saliency_gradients::<burn::backend::NdArray<f32>>(&Default::default());
     let d = max_relative_difference(&g_flex, &g_nd);
     println!("loss flex {l_flex:.7} ndarray {l_nd:.7}; gradient difference {d:.2e} of its norm");
-    assert_eq!(g_flex.len(), 5, "conv1 w, conv1 b, bn gamma, conv2 w, head w carry gradients");
+    assert_eq!(
+        g_flex.len(),
+        5,
+        "conv1 w, conv1 b, bn gamma, conv2 w, head w carry gradients"
+    );
     assert!((l_flex - l_nd).abs() < 1e-5 * l_nd.abs().max(1.0));
     assert!(d < 1e-5, "flex vs ndarray: {d:e}");
 }
@@ -72,7 +101,11 @@ fn flex_and_ndarray_give_the_same_second_order_gradients() {
 fn wgpu_gives_the_same_second_order_gradients() {
     let has_driver = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"]
         .iter()
-        .any(|d| std::fs::read_dir(d).map(|mut e| e.next().is_some()).unwrap_or(false));
+        .any(|d| {
+            std::fs::read_dir(d)
+                .map(|mut e| e.next().is_some())
+                .unwrap_or(false)
+        });
     if !has_driver {
         println!("SKIPPED: no Vulkan driver installed (apt-get install mesa-vulkan-drivers)");
         return;

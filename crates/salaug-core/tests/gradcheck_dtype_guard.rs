@@ -18,7 +18,16 @@ fn gradcheck_refuses_a_process_locked_to_f32() {
     let (x, y) = common::batch::<GB>(2, 2, 8, &device);
     gradcheck(
         &model,
-        |m| common::flip_sal_loss(m, &x, &y, SaliencyLossConfig::default(), SaliencyKind::Gradient, false),
+        |m| {
+            common::flip_sal_loss(
+                m,
+                &x,
+                &y,
+                SaliencyLossConfig::default(),
+                SaliencyKind::Gradient,
+                false,
+            )
+        },
         GradcheckConfig::default(),
     );
 }

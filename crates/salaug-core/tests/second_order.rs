@@ -12,8 +12,8 @@ use burn::tensor::backend::AutodiffBackend;
 use common::{batch, flip_sal_loss, TestNet};
 use salaug_core::gradcheck::{gradcheck, GradcheckBackend as GB, GradcheckConfig};
 use salaug_core::{
-    invariance_loss, ChannelReduction, Distance, FeatureDistance, LossWeights, MapNorm, SaliencyKind,
-    SaliencyLossConfig, SaliencyMethod,
+    invariance_loss, ChannelReduction, Distance, FeatureDistance, LossWeights, MapNorm,
+    SaliencyKind, SaliencyLossConfig, SaliencyMethod,
 };
 
 const TOL: f64 = 1e-6;
@@ -26,27 +26,50 @@ fn l_sal_gradient_matches_finite_differences_for_every_setting() {
     let mut failures = Vec::new();
     let mut worst: f64 = 0.0;
     let mut case = 0;
-    for reduction in [ChannelReduction::Max, ChannelReduction::AbsMax, ChannelReduction::L2] {
-        for norm in [MapNorm::MinMax, MapNorm::MaxAbs, MapNorm::UnitSum, MapNorm::Standardize, MapNorm::Identity] {
+    for reduction in [
+        ChannelReduction::Max,
+        ChannelReduction::AbsMax,
+        ChannelReduction::L2,
+    ] {
+        for norm in [
+            MapNorm::MinMax,
+            MapNorm::MaxAbs,
+            MapNorm::UnitSum,
+            MapNorm::Standardize,
+            MapNorm::Identity,
+        ] {
             for distance in [Distance::Mse, Distance::L1, Distance::Cosine] {
                 case += 1;
-                let config = SaliencyLossConfig { reduction, norm, distance, ..Default::default() };
+                let config = SaliencyLossConfig {
+                    reduction,
+                    norm,
+                    distance,
+                    ..Default::default()
+                };
                 let masked = case % 2 == 0;
                 let report = gradcheck(
                     &model,
                     |m| flip_sal_loss(m, &x, &y, config, SaliencyKind::Gradient, masked),
                     GradcheckConfig::default(),
                 );
-                assert!(report.loss.is_finite() && report.loss > 0.0, "{config:?}: {report}");
+                assert!(
+                    report.loss.is_finite() && report.loss > 0.0,
+                    "{config:?}: {report}"
+                );
                 worst = worst.max(report.max_rel_error());
-                if report.params.iter().any(|p| !(p.max_rel_error <= TOL)) {
+                if report.params.iter().any(|p| !p.within(TOL)) {
                     failures.push(format!("{config:?} masked={masked}\n{report}"));
                 }
             }
         }
     }
     println!("{case} settings, largest relative error {worst:.3e}");
-    assert!(failures.is_empty(), "{} settings failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} settings failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -56,7 +79,16 @@ fn input_x_gradient_is_twice_differentiable() {
     let (x, y) = batch::<GB>(5, 2, 8, &device);
     let report = gradcheck(
         &model,
-        |m| flip_sal_loss(m, &x, &y, SaliencyLossConfig::default(), SaliencyKind::InputXGradient, false),
+        |m| {
+            flip_sal_loss(
+                m,
+                &x,
+                &y,
+                SaliencyLossConfig::default(),
+                SaliencyKind::InputXGradient,
+                false,
+            )
+        },
         GradcheckConfig::default(),
     );
     println!("{report}");
@@ -70,20 +102,34 @@ fn full_loss_from_one_forward_pass_matches_finite_differences() {
     let device = Default::default();
     let model = TestNet::<GB>::new(21, &device);
     let (x, y) = batch::<GB>(22, 2, 8, &device);
-    let weights = LossWeights { alpha: 1.0, beta: 2.0, gamma: 0.5 };
+    let weights = LossWeights {
+        alpha: 1.0,
+        beta: 2.0,
+        gamma: 0.5,
+    };
     let taps = vec!["pool1".to_string(), "conv2".to_string()];
     let full = |m: &TestNet<GB>| {
         let loss = SaliencyLossConfig::default().init().unwrap();
         let images = Tensor::cat(vec![x.clone(), x.clone().flip([3])], 0);
         let targets = Tensor::cat(vec![y.clone(), y.clone()], 0);
-        let out = SaliencyKind::Gradient.attribute(m, images, targets.clone(), &taps).unwrap();
-        let ce = CrossEntropyLossConfig::new().init(&device).forward(out.logits, targets);
+        let out = SaliencyKind::Gradient
+            .attribute(m, images, targets.clone(), &taps)
+            .unwrap();
+        let ce = CrossEntropyLossConfig::new()
+            .init(&device)
+            .forward(out.logits, targets);
         let maps = loss.reduce(out.maps).chunk(2, 0);
-        let sal = loss.forward(maps[0].clone(), maps[1].clone().flip([3]), None).unwrap();
-        let (fa, fb): (Vec<_>, Vec<_>) = out.features.iter().map(|f| {
-            let h = f.clone().chunk(2, 0);
-            (h[0].clone(), h[1].clone().flip([3]))
-        }).unzip();
+        let sal = loss
+            .forward(maps[0].clone(), maps[1].clone().flip([3]), None)
+            .unwrap();
+        let (fa, fb): (Vec<_>, Vec<_>) = out
+            .features
+            .iter()
+            .map(|f| {
+                let h = f.clone().chunk(2, 0);
+                (h[0].clone(), h[1].clone().flip([3]))
+            })
+            .unzip();
         let inv = invariance_loss(&fa, &fb, FeatureDistance::L2, &device).unwrap();
         weights.combine(ce, Some(sal), Some(inv))
     };
@@ -97,7 +143,16 @@ fn sgd_on_l_sal_alone_reduces_it() {
     let device = Default::default();
     let mut model = TestNet::<GB>::new(5, &device);
     let (x, y) = batch::<GB>(6, 4, 8, &device);
-    let loss = |m: &TestNet<GB>| flip_sal_loss(m, &x, &y, SaliencyLossConfig::default(), SaliencyKind::Gradient, false);
+    let loss = |m: &TestNet<GB>| {
+        flip_sal_loss(
+            m,
+            &x,
+            &y,
+            SaliencyLossConfig::default(),
+            SaliencyKind::Gradient,
+            false,
+        )
+    };
     let mut optim = SgdConfig::new().init::<GB, TestNet<GB>>();
     let first: f64 = loss(&model).into_scalar();
     let mut trajectory = vec![first];
@@ -120,19 +175,42 @@ fn all_zero_maps_give_finite_losses_and_gradients() {
     let device = Default::default();
     let mut model = TestNet::<GB>::new(9, &device);
     // A zero head makes every logit constant, so every saliency map is exactly zero.
-    model.head_weight = burn::module::Param::from_tensor(Tensor::zeros([5, common::CLASSES], &device));
+    model.head_weight =
+        burn::module::Param::from_tensor(Tensor::zeros([5, common::CLASSES], &device));
     let (x, y) = batch::<GB>(10, 2, 8, &device);
-    for reduction in [ChannelReduction::Max, ChannelReduction::AbsMax, ChannelReduction::L2] {
-        for norm in [MapNorm::MinMax, MapNorm::MaxAbs, MapNorm::UnitSum, MapNorm::Standardize, MapNorm::Identity] {
+    for reduction in [
+        ChannelReduction::Max,
+        ChannelReduction::AbsMax,
+        ChannelReduction::L2,
+    ] {
+        for norm in [
+            MapNorm::MinMax,
+            MapNorm::MaxAbs,
+            MapNorm::UnitSum,
+            MapNorm::Standardize,
+            MapNorm::Identity,
+        ] {
             for distance in [Distance::Mse, Distance::L1, Distance::Cosine] {
-                let config = SaliencyLossConfig { reduction, norm, distance, ..Default::default() };
+                let config = SaliencyLossConfig {
+                    reduction,
+                    norm,
+                    distance,
+                    ..Default::default()
+                };
                 let l = flip_sal_loss(&model, &x, &y, config, SaliencyKind::Gradient, true);
                 let value: f64 = l.clone().into_scalar();
                 assert!(value.is_finite(), "{config:?}: loss {value}");
                 let grads = GradientsParams::from_grads(l.backward(), &model);
-                let mut visitor = FiniteGrads { grads: &grads, bad: Vec::new() };
+                let mut visitor = FiniteGrads {
+                    grads: &grads,
+                    bad: Vec::new(),
+                };
                 burn::module::Module::visit(&model, &mut visitor);
-                assert!(visitor.bad.is_empty(), "{config:?}: non-finite gradient in {:?}", visitor.bad);
+                assert!(
+                    visitor.bad.is_empty(),
+                    "{config:?}: non-finite gradient in {:?}",
+                    visitor.bad
+                );
             }
         }
     }
@@ -145,7 +223,10 @@ struct FiniteGrads<'a> {
 
 impl burn::module::ModuleVisitor<GB> for FiniteGrads<'_> {
     fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<GB, D>>) {
-        if let Some(g) = self.grads.get::<<GB as AutodiffBackend>::InnerBackend, D>(param.id) {
+        if let Some(g) = self
+            .grads
+            .get::<<GB as AutodiffBackend>::InnerBackend, D>(param.id)
+        {
             let v = g.into_data().to_vec::<f64>().unwrap();
             if v.iter().any(|x| !x.is_finite()) {
                 self.bad.push(format!("{:?}", param.id));
@@ -173,12 +254,17 @@ fn lifting_a_fresh_lazily_initialised_model_shares_its_parameters() {
     }
     salaug_core::impl_lift!(Lazy);
     let net = Lazy { conv: model };
-    assert!(!net.conv.weight.is_initialized(), "the test needs a lazy parameter");
+    assert!(
+        !net.conv.weight.is_initialized(),
+        "the test needs a lazy parameter"
+    );
     let (x, y) = batch::<GB>(1, 2, 6, &device);
     let report = gradcheck(
         &net,
         |m| {
-            let out = SaliencyKind::Gradient.attribute(m, x.clone(), y.clone(), &[]).unwrap();
+            let out = SaliencyKind::Gradient
+                .attribute(m, x.clone(), y.clone(), &[])
+                .unwrap();
             out.maps.powi_scalar(2).mean()
         },
         GradcheckConfig::default(),
@@ -194,7 +280,9 @@ fn lifted_pass_leaves_the_model_usable_and_unchanged() {
     let model = TestNet::<GB>::new(1, &device);
     let (x, y) = batch::<GB>(2, 2, 8, &device);
     let before = model.valid().logits(x.clone().inner()).into_data();
-    let _ = SaliencyKind::Gradient.attribute(&model, x.clone(), y, &[]).unwrap();
+    let _ = SaliencyKind::Gradient
+        .attribute(&model, x.clone(), y, &[])
+        .unwrap();
     let after = model.valid().logits(x.inner()).into_data();
     assert_eq!(before, after);
 }
@@ -204,11 +292,17 @@ fn unknown_tap_and_bad_targets_are_errors() {
     let device = Default::default();
     let model = TestNet::<GB>::new(1, &device);
     let (x, y) = batch::<GB>(2, 2, 8, &device);
-    let err = SaliencyKind::Gradient.attribute(&model, x.clone(), y, &["nope".into()]).unwrap_err();
-    assert!(err.to_string().contains("nope") && err.to_string().contains("pool1"), "{err}");
+    let err = SaliencyKind::Gradient
+        .attribute(&model, x.clone(), y, &["nope".into()])
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("nope") && err.to_string().contains("pool1"),
+        "{err}"
+    );
     let (_, y3) = batch::<GB>(2, 3, 8, &device);
-    assert!(SaliencyKind::Gradient.attribute(&model, x, y3, &[]).is_err());
+    assert!(SaliencyKind::Gradient
+        .attribute(&model, x, y3, &[])
+        .is_err());
 }
 
 use salaug_core::Classifier;
-

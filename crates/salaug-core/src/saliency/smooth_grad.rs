@@ -55,7 +55,10 @@ impl<S: SaliencyMethod> SaliencyMethod for SmoothGrad<S> {
             });
         }
         let [batch, channels, height, width] = images.dims();
-        let flat = images.clone().detach().reshape([batch, channels * height * width]);
+        let flat = images
+            .clone()
+            .detach()
+            .reshape([batch, channels * height * width]);
         let range = (flat.clone().max_dim(1) - flat.min_dim(1)).reshape([batch, 1, 1, 1]);
         let sigma = range * self.noise_level;
         let mut first: Option<Attribution<B>> = None;

@@ -7,17 +7,24 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
+use burn::tensor::backend::AutodiffBackend;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use burn::tensor::backend::AutodiffBackend;
 use salaug_core::{Classifier, Error, SaliencyKind, SaliencyLossConfig, SaliencyMethod};
 
 pub fn uniform(rng: &mut StdRng, n: usize, scale: f64) -> Vec<f64> {
     (0..n).map(|_| rng.random_range(-scale..scale)).collect()
 }
 
-pub fn tensor<B: Backend, const D: usize>(values: Vec<f64>, shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
-    Tensor::from_data(TensorData::new(values, shape).convert::<B::FloatElem>(), device)
+pub fn tensor<B: Backend, const D: usize>(
+    values: Vec<f64>,
+    shape: [usize; D],
+    device: &B::Device,
+) -> Tensor<B, D> {
+    Tensor::from_data(
+        TensorData::new(values, shape).convert::<B::FloatElem>(),
+        device,
+    )
 }
 
 #[derive(Module, Debug)]
@@ -38,22 +45,44 @@ impl<B: Backend> TestNet<B> {
         let mut conv1 = Conv2dConfig::new([3, 4], [3, 3])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
             .init(device);
-        conv1.weight = Param::from_tensor(tensor(uniform(&mut rng, 4 * 27, 0.5), [4, 3, 3, 3], device));
-        conv1.bias = Some(Param::from_tensor(tensor(uniform(&mut rng, 4, 0.1), [4], device)));
+        conv1.weight =
+            Param::from_tensor(tensor(uniform(&mut rng, 4 * 27, 0.5), [4, 3, 3, 3], device));
+        conv1.bias = Some(Param::from_tensor(tensor(
+            uniform(&mut rng, 4, 0.1),
+            [4],
+            device,
+        )));
         let mut bn1 = BatchNormConfig::new(4).init(device);
-        bn1.gamma = Param::from_tensor(tensor(uniform(&mut rng, 4, 0.2).iter().map(|v| 1.0 + v).collect(), [4], device));
+        bn1.gamma = Param::from_tensor(tensor(
+            uniform(&mut rng, 4, 0.2).iter().map(|v| 1.0 + v).collect(),
+            [4],
+            device,
+        ));
         bn1.beta = Param::from_tensor(tensor(uniform(&mut rng, 4, 0.2), [4], device));
         let mut conv2 = Conv2dConfig::new([4, 5], [3, 3])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
             .init(device);
-        conv2.weight = Param::from_tensor(tensor(uniform(&mut rng, 5 * 36, 0.4), [5, 4, 3, 3], device));
-        conv2.bias = Some(Param::from_tensor(tensor(uniform(&mut rng, 5, 0.1), [5], device)));
+        conv2.weight =
+            Param::from_tensor(tensor(uniform(&mut rng, 5 * 36, 0.4), [5, 4, 3, 3], device));
+        conv2.bias = Some(Param::from_tensor(tensor(
+            uniform(&mut rng, 5, 0.1),
+            [5],
+            device,
+        )));
         Self {
             conv1,
             bn1,
             conv2,
-            head_weight: Param::from_tensor(tensor(uniform(&mut rng, 5 * CLASSES, 0.8), [5, CLASSES], device)),
-            head_bias: Param::from_tensor(tensor(uniform(&mut rng, CLASSES, 0.1), [CLASSES], device)),
+            head_weight: Param::from_tensor(tensor(
+                uniform(&mut rng, 5 * CLASSES, 0.8),
+                [5, CLASSES],
+                device,
+            )),
+            head_bias: Param::from_tensor(tensor(
+                uniform(&mut rng, CLASSES, 0.1),
+                [CLASSES],
+                device,
+            )),
         }
     }
 
@@ -61,7 +90,11 @@ impl<B: Backend> TestNet<B> {
         let x = relu(self.bn1.forward(self.conv1.forward(x))); // [n, 4, h, w]
         let [n, c, h, w] = x.dims();
         // 2×2 max pooling, twice differentiable: reshape + max_dim.
-        let pooled = x.reshape([n, c, h / 2, 2, w / 2, 2]).max_dim(5).max_dim(3).reshape([n, c, h / 2, w / 2]);
+        let pooled = x
+            .reshape([n, c, h / 2, 2, w / 2, 2])
+            .max_dim(5)
+            .max_dim(3)
+            .reshape([n, c, h / 2, w / 2]);
         let x = relu(self.conv2.forward(pooled.clone())); // [n, 5, h/2, w/2]
         (pooled, x)
     }
@@ -82,14 +115,21 @@ impl<B: Backend> Classifier<B> for TestNet<B> {
         vec!["pool1".into(), "conv2".into()]
     }
 
-    fn logits_and_features(&self, images: Tensor<B, 4>, taps: &[String]) -> salaug_core::Result<(Tensor<B, 2>, Vec<Tensor<B, 4>>)> {
+    fn logits_and_features(
+        &self,
+        images: Tensor<B, 4>,
+        taps: &[String],
+    ) -> salaug_core::Result<(Tensor<B, 2>, Vec<Tensor<B, 4>>)> {
         let (pool1, conv2) = self.trunk(images);
         let features = taps
             .iter()
             .map(|t| match t.as_str() {
                 "pool1" => Ok(pool1.clone()),
                 "conv2" => Ok(conv2.clone()),
-                _ => Err(Error::UnknownTap { name: t.clone(), available: self.feature_names() }),
+                _ => Err(Error::UnknownTap {
+                    name: t.clone(),
+                    available: self.feature_names(),
+                }),
             })
             .collect::<salaug_core::Result<Vec<_>>>()?;
         Ok((self.head(conv2), features))
@@ -99,9 +139,18 @@ impl<B: Backend> Classifier<B> for TestNet<B> {
 salaug_core::impl_lift!(TestNet);
 
 /// Seeded images `[n, 3, size, size]` in [-1, 1] and labels.
-pub fn batch<B: Backend>(seed: u64, n: usize, size: usize, device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 1, Int>) {
+pub fn batch<B: Backend>(
+    seed: u64,
+    n: usize,
+    size: usize,
+    device: &B::Device,
+) -> (Tensor<B, 4>, Tensor<B, 1, Int>) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let x = tensor(uniform(&mut rng, n * 3 * size * size, 1.0), [n, 3, size, size], device);
+    let x = tensor(
+        uniform(&mut rng, n * 3 * size * size, 1.0),
+        [n, 3, size, size],
+        device,
+    );
     let y: Vec<i64> = (0..n).map(|i| (i % CLASSES) as i64).collect();
     (x, Tensor::from_data(TensorData::new(y, [n]), device))
 }
@@ -126,8 +175,11 @@ where
     let [n, _, h, w] = maps[0].dims();
     let mask = masked.then(|| {
         // Ignore the outermost columns, as a warp's validity mask would.
-        Tensor::<B, 4>::ones([n, 1, h, w], &x.device()).slice_assign([0..n, 0..1, 0..h, 0..1], Tensor::zeros([n, 1, h, 1], &x.device()))
+        Tensor::<B, 4>::ones([n, 1, h, w], &x.device()).slice_assign(
+            [0..n, 0..1, 0..h, 0..1],
+            Tensor::zeros([n, 1, h, 1], &x.device()),
+        )
     });
-    loss.forward(maps[0].clone(), maps[1].clone().flip([3]), mask).unwrap()
+    loss.forward(maps[0].clone(), maps[1].clone().flip([3]), mask)
+        .unwrap()
 }
-
