@@ -1,7 +1,10 @@
 //! # salaug-models
 //!
-//! The paper's model zoo (ResNet-18/50, DenseNet-121/169, VGG-16/19-BN, a small CNN), built only from twice-differentiable operations.
+//! The paper's model zoo, built only from twice-differentiable operations.
 //!
-//! **Not written yet.** This crate is part of the workspace layout; it holds no code until its
-//! issue is done, and nothing in it claims to work. Use [`salaug_core`] with your own model
-//! meanwhile.
+//! So far: [`ops`], the layers that replace burn 0.21's unsafe ones (linear, max/avg pooling,
+//! global average pooling), each checked against burn's forward and against finite
+//! differences at second order. The models themselves (ResNet-18/50, DenseNet-121/169,
+//! VGG-16/19-BN, a small CNN) are not written yet.
+
+pub mod ops;

@@ -1,0 +1,324 @@
+//! Layers that are twice differentiable on burn 0.21, used by every model of the zoo.
+//!
+//! burn 0.21's `nn::Linear`, `max_pool2d`, `avg_pool2d`, `adaptive_avg_pool2d` and
+//! `interpolate` panic under double backward; `max_pool1d` and `repeat_dim` give silently
+//! wrong gradients. The replacements here are built from primitive ops whose nested-autodiff
+//! gradients are correct (matmul, reshape, `max_dim`/`mean_dim`, `select`, `pad`), and each is
+//! checked against burn's own op on the forward pass and against finite differences at second
+//! order (tests at the bottom of this file). `tests/forbidden_ops.rs` fails if a model file
+//! names one of the unsafe ops.
+
+use burn::module::Param;
+use burn::prelude::*;
+use burn::tensor::ops::PadMode;
+use burn::tensor::Distribution;
+
+/// Configuration of [`Linear`].
+#[derive(Config, Debug)]
+pub struct LinearConfig {
+    /// Input features.
+    pub d_input: usize,
+    /// Output features.
+    pub d_output: usize,
+    /// Whether to add a bias.
+    #[config(default = true)]
+    pub bias: bool,
+}
+
+/// A fully connected layer, `y = x·W + b`, as matmul plus bias.
+///
+/// Initialised as PyTorch's `nn.Linear`: weight and bias uniform in `±1/√d_input`.
+/// The weight is stored `[d_input, d_output]` (burn's `nn::Linear` layout).
+#[derive(Module, Debug)]
+pub struct Linear<B: Backend> {
+    /// `[d_input, d_output]`.
+    pub weight: Param<Tensor<B, 2>>,
+    /// `[d_output]`.
+    pub bias: Option<Param<Tensor<B, 1>>>,
+}
+
+impl LinearConfig {
+    /// Creates the layer on `device`.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Linear<B> {
+        let bound = 1.0 / (self.d_input as f64).sqrt();
+        let uniform = Distribution::Uniform(-bound, bound);
+        Linear {
+            weight: Param::from_tensor(Tensor::random(
+                [self.d_input, self.d_output],
+                uniform,
+                device,
+            )),
+            bias: self
+                .bias
+                .then(|| Param::from_tensor(Tensor::random([self.d_output], uniform, device))),
+        }
+    }
+}
+
+impl<B: Backend> Linear<B> {
+    /// # Shapes
+    /// - `x`: `[batch, d_input]`
+    /// - output: `[batch, d_output]`
+    pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let y = x.matmul(self.weight.val());
+        match &self.bias {
+            Some(bias) => y + bias.val().unsqueeze(),
+            None => y,
+        }
+    }
+}
+
+/// Value used to pad before a max pooling: below any activation, finite so that no NaN can
+/// appear in a gradient.
+const MAX_POOL_PAD: f32 = -3.0e38;
+
+/// Output size of a pooling window along one axis (floor mode, as PyTorch's default).
+fn pooled_len(len: usize, kernel: usize, stride: usize, padding: usize) -> usize {
+    assert!(
+        len + 2 * padding >= kernel && stride > 0,
+        "pooling window {kernel} (stride {stride}, padding {padding}) does not fit an axis of {len}"
+    );
+    (len + 2 * padding - kernel) / stride + 1
+}
+
+/// The `kernel` strided views of axis `dim`, stacked on a new last axis.
+fn windows<B: Backend>(
+    x: Tensor<B, 4>,
+    dim: usize,
+    kernel: usize,
+    stride: usize,
+    out: usize,
+) -> Tensor<B, 5> {
+    let device = x.device();
+    let views = (0..kernel)
+        .map(|k| {
+            let idx: Vec<i64> = (0..out).map(|o| (k + o * stride) as i64).collect();
+            x.clone().select(
+                dim,
+                Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [out]), &device),
+            )
+        })
+        .collect();
+    Tensor::stack(views, 4)
+}
+
+#[derive(Clone, Copy)]
+enum Reduce {
+    Max,
+    Mean,
+}
+
+fn pool2d<B: Backend>(
+    x: Tensor<B, 4>,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    reduce: Reduce,
+) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    let (ho, wo) = (
+        pooled_len(h, kernel, stride, padding),
+        pooled_len(w, kernel, stride, padding),
+    );
+    if kernel == stride && padding == 0 {
+        // Non-overlapping windows: one reshape and two reductions.
+        let x = x
+            .slice([0..n, 0..c, 0..ho * kernel, 0..wo * kernel])
+            .reshape([n, c, ho, kernel, wo, kernel]);
+        return match reduce {
+            Reduce::Max => x.max_dim(5).max_dim(3),
+            Reduce::Mean => x.mean_dim(5).mean_dim(3),
+        }
+        .reshape([n, c, ho, wo]);
+    }
+    let x = if padding > 0 {
+        let value = match reduce {
+            Reduce::Max => MAX_POOL_PAD,
+            Reduce::Mean => 0.0, // count_include_pad = true, as PyTorch's default
+        };
+        x.pad(
+            (padding, padding, padding, padding),
+            PadMode::Constant(value),
+        )
+    } else {
+        x
+    };
+    // Separable: reduce the rows of each window, then its columns.
+    let rows = windows(x, 2, kernel, stride, ho); // [n, c, ho, w', k]
+    let rows = match reduce {
+        Reduce::Max => rows.max_dim(4),
+        Reduce::Mean => rows.mean_dim(4),
+    }
+    .reshape([n, c, ho, w + 2 * padding]);
+    let cols = windows(rows, 3, kernel, stride, wo); // [n, c, ho, wo, k]
+    match reduce {
+        Reduce::Max => cols.max_dim(4),
+        Reduce::Mean => cols.mean_dim(4),
+    }
+    .reshape([n, c, ho, wo])
+}
+
+/// Max pooling over `kernel × kernel` windows (floor mode, padding never selected).
+///
+/// Non-overlapping windows (`kernel == stride`, no padding) take one reshape; others, such as
+/// the ImageNet stem's 3×3 / stride 2 / padding 1, take `kernel` strided views per axis.
+///
+/// # Shapes
+/// - `x`: `[batch, channels, h, w]`
+/// - output: `[batch, channels, (h + 2p − k)/s + 1, (w + 2p − k)/s + 1]`
+pub fn max_pool2d<B: Backend>(
+    x: Tensor<B, 4>,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Tensor<B, 4> {
+    pool2d(x, kernel, stride, padding, Reduce::Max)
+}
+
+/// Average pooling over `kernel × kernel` windows (floor mode, zero padding counted, as
+/// PyTorch's `AvgPool2d` defaults). DenseNet's transitions use `avg_pool2d(x, 2, 2, 0)`.
+///
+/// # Shapes
+/// As [`max_pool2d`].
+pub fn avg_pool2d<B: Backend>(
+    x: Tensor<B, 4>,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Tensor<B, 4> {
+    pool2d(x, kernel, stride, padding, Reduce::Mean)
+}
+
+/// Global average pooling.
+///
+/// # Shapes
+/// - `x`: `[batch, channels, h, w]`
+/// - output: `[batch, channels]`
+pub fn global_avg_pool<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
+    let [n, c, h, w] = x.dims();
+    x.reshape([n, c, h * w]).mean_dim(2).reshape([n, c])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Module;
+    use burn::tensor::module as burn_ops;
+    use salaug_core::gradcheck::{gradcheck, GradcheckBackend as GB, GradcheckConfig};
+
+    type TB = burn::backend::NdArray<f64>;
+
+    fn seeded<B: Backend, const D: usize>(shape: [usize; D], seed: u64) -> Tensor<B, D> {
+        let n: usize = shape.iter().product();
+        // A fixed pseudo-random permutation: distinct values, so max pooling has no ties.
+        let v: Vec<f64> = (0..n)
+            .map(|i| ((i as u64 * 7919 + seed * 104729) % 100_003) as f64 / 50_000.0 - 1.0)
+            .collect();
+        Tensor::from_data(TensorData::new(v, shape), &Default::default())
+    }
+
+    fn assert_close<const D: usize>(a: Tensor<TB, D>, b: Tensor<TB, D>) {
+        assert_eq!(a.dims(), b.dims());
+        let (a, b) = (
+            a.into_data().to_vec::<f64>().unwrap(),
+            b.into_data().to_vec::<f64>().unwrap(),
+        );
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-12, "{x} != {y}");
+        }
+    }
+
+    #[test]
+    fn max_pool_matches_burn_forward() {
+        let x = seeded::<TB, 4>([2, 3, 9, 8], 1);
+        for (k, s, p) in [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 0), (3, 3, 0)] {
+            let ours = max_pool2d(x.clone(), k, s, p);
+            let theirs = burn_ops::max_pool2d(x.clone(), [k, k], [s, s], [p, p], [1, 1], false);
+            assert_close(ours, theirs);
+        }
+    }
+
+    #[test]
+    fn avg_pool_matches_burn_forward() {
+        let x = seeded::<TB, 4>([2, 3, 9, 8], 2);
+        for (k, s, p) in [(2, 2, 0), (3, 2, 1), (3, 1, 1)] {
+            let ours = avg_pool2d(x.clone(), k, s, p);
+            let theirs = burn_ops::avg_pool2d(x.clone(), [k, k], [s, s], [p, p], true, false);
+            assert_close(ours, theirs);
+        }
+    }
+
+    #[test]
+    fn global_avg_pool_matches_adaptive_pool() {
+        let x = seeded::<TB, 4>([2, 3, 5, 4], 3);
+        let theirs = burn_ops::adaptive_avg_pool2d(x.clone(), [1, 1]).reshape([2, 3]);
+        assert_close(global_avg_pool(x), theirs);
+    }
+
+    #[test]
+    fn linear_matches_burn_linear() {
+        let device = Default::default();
+        let ours = LinearConfig::new(5, 3).init::<TB>(&device);
+        let mut theirs = burn::nn::LinearConfig::new(5, 3).init::<TB>(&device);
+        theirs.weight = ours.weight.clone();
+        theirs.bias = ours.bias.clone();
+        let x = seeded::<TB, 2>([4, 5], 4);
+        assert_close(ours.forward(x.clone()), theirs.forward(x));
+        assert_eq!(ours.num_params(), 5 * 3 + 3);
+    }
+
+    /// A probe network `conv → layer → tanh → score` whose saliency loss is gradchecked.
+    #[derive(Module, Debug)]
+    struct Probe<B: Backend> {
+        conv: burn::nn::conv::Conv2d<B>,
+        head: Linear<B>,
+        layer: usize,
+    }
+
+    impl<B: Backend> salaug_core::Classifier<B> for Probe<B> {
+        fn logits(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+            let y = self.conv.forward(x).tanh();
+            let y = match self.layer {
+                0 => max_pool2d(y, 3, 2, 1),
+                1 => max_pool2d(y, 2, 2, 0),
+                2 => avg_pool2d(y, 2, 2, 0),
+                _ => avg_pool2d(y, 3, 2, 1),
+            };
+            self.head.forward(global_avg_pool(y.tanh()))
+        }
+    }
+    salaug_core::impl_lift!(Probe);
+
+    #[test]
+    fn every_layer_is_twice_differentiable() {
+        let device = Default::default();
+        let x = seeded::<GB, 4>([2, 2, 7, 7], 5);
+        let y = Tensor::<GB, 1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &device);
+        for layer in 0..4 {
+            GB::seed(&device, 11);
+            let model = Probe::<GB> {
+                conv: burn::nn::conv::Conv2dConfig::new([2, 4], [3, 3]).init(&device),
+                head: LinearConfig::new(4, 3).init(&device),
+                layer,
+            };
+            let report = gradcheck(
+                &model,
+                |m| {
+                    let out = salaug_core::SaliencyMethod::attribute(
+                        &salaug_core::Gradient,
+                        m,
+                        x.clone(),
+                        y.clone(),
+                        &[],
+                    )
+                    .unwrap();
+                    let s = out.maps.max_dim(1);
+                    (s.clone() - s.flip([3])).powi_scalar(2).mean()
+                },
+                GradcheckConfig::default(),
+            );
+            println!("layer {layer}:\n{report}");
+            report.assert_within(1e-6);
+        }
+    }
+}
