@@ -21,6 +21,16 @@ enum Command {
         #[arg(value_parser = ["flex", "ndarray", "wgpu", "cuda"])]
         backends: Vec<String>,
     },
+    /// Run a benchmark in release mode and print its table.
+    Bench {
+        /// `layers`: the twice-differentiable layers vs burn's ops (salaug-models);
+        /// `step`: plain vs saliency training step of the salaug-core example network.
+        #[arg(value_parser = ["layers", "step"])]
+        what: String,
+        /// CPU backend to measure.
+        #[arg(long, default_value = "flex", value_parser = ["flex", "ndarray"])]
+        backend: String,
+    },
 }
 
 const BACKENDS: [&str; 4] = ["flex", "ndarray", "wgpu", "cuda"];
@@ -60,6 +70,23 @@ fn main() -> Result<()> {
                 eprintln!("ok: {backend}");
             }
             Ok(())
+        }
+        Command::Bench { what, backend } => {
+            let (package, example) = match what.as_str() {
+                "layers" => ("salaug-models", "bench_layers"),
+                _ => ("salaug-core", "train_step"),
+            };
+            cargo(&[
+                "run",
+                "--release",
+                "-p",
+                package,
+                "--example",
+                example,
+                "--no-default-features",
+                "--features",
+                &backend,
+            ])
         }
     }
 }
