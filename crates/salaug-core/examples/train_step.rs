@@ -23,19 +23,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::Distribution;
 use salaug_core::{Classifier, LossWeights, SaliencyKind, SaliencyLossConfig, SaliencyMethod};
 
-#[cfg(feature = "flex")]
-type Cpu = burn::backend::Flex;
-#[cfg(all(not(feature = "flex"), feature = "ndarray"))]
-type Cpu = burn::backend::NdArray;
-#[cfg(all(not(feature = "flex"), not(feature = "ndarray"), feature = "wgpu"))]
-type Cpu = burn::backend::Wgpu;
-#[cfg(all(
-    not(feature = "flex"),
-    not(feature = "ndarray"),
-    not(feature = "wgpu"),
-    feature = "cuda"
-))]
-type Cpu = burn::backend::Cuda;
+type Cpu = salaug_core::backend::Selected;
 
 /// The training backend: one autodiff level. salaug adds the second one inside the step.
 type B = Autodiff<Cpu>;
@@ -122,6 +110,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let images = Tensor::cat(vec![x.clone(), x.flip([3])], 0);
     let targets = Tensor::cat(vec![y.clone(), y], 0);
 
+    println!("backend: {}", std::any::type_name::<Cpu>());
     let steps = 6;
     let mut plain_ms = Vec::new();
     for step in 0..steps {

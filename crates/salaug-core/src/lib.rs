@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod backend;
 pub mod classifier;
 pub mod distance;
 pub mod error;

@@ -12,8 +12,7 @@ use burn::tensor::backend::AutodiffBackend;
 use common::{batch, flip_sal_loss, TestNet};
 use salaug_core::gradcheck::{gradcheck, GradcheckBackend as GB, GradcheckConfig};
 use salaug_core::{
-    invariance_loss, ChannelReduction, Distance, FeatureDistance, LossWeights, MapNorm,
-    SaliencyKind, SaliencyLossConfig, SaliencyMethod,
+    invariance_loss, FeatureDistance, LossWeights, SaliencyKind, SaliencyLossConfig, SaliencyMethod,
 };
 
 const TOL: f64 = 1e-6;
@@ -25,45 +24,23 @@ fn l_sal_gradient_matches_finite_differences_for_every_setting() {
     let (x, y) = batch::<GB>(11, 3, 8, &device);
     let mut failures = Vec::new();
     let mut worst: f64 = 0.0;
-    let mut case = 0;
-    for reduction in [
-        ChannelReduction::Max,
-        ChannelReduction::AbsMax,
-        ChannelReduction::L2,
-    ] {
-        for norm in [
-            MapNorm::MinMax,
-            MapNorm::MaxAbs,
-            MapNorm::UnitSum,
-            MapNorm::Standardize,
-            MapNorm::Identity,
-        ] {
-            for distance in [Distance::Mse, Distance::L1, Distance::Cosine] {
-                case += 1;
-                let config = SaliencyLossConfig {
-                    reduction,
-                    norm,
-                    distance,
-                    ..Default::default()
-                };
-                let masked = case % 2 == 0;
-                let report = gradcheck(
-                    &model,
-                    |m| flip_sal_loss(m, &x, &y, config, SaliencyKind::Gradient, masked),
-                    GradcheckConfig::default(),
-                );
-                assert!(
-                    report.loss.is_finite() && report.loss > 0.0,
-                    "{config:?}: {report}"
-                );
-                worst = worst.max(report.max_rel_error());
-                if report.params.iter().any(|p| !p.within(TOL)) {
-                    failures.push(format!("{config:?} masked={masked}\n{report}"));
-                }
-            }
+    for (case, config) in common::every_setting().into_iter().enumerate() {
+        let masked = case % 2 == 1;
+        let report = gradcheck(
+            &model,
+            |m| flip_sal_loss(m, &x, &y, config, SaliencyKind::Gradient, masked),
+            GradcheckConfig::default(),
+        );
+        assert!(
+            report.loss.is_finite() && report.loss > 0.0,
+            "{config:?}: {report}"
+        );
+        worst = worst.max(report.max_rel_error());
+        if report.params.iter().any(|p| !p.within(TOL)) {
+            failures.push(format!("{config:?} masked={masked}\n{report}"));
         }
     }
-    println!("{case} settings, largest relative error {worst:.3e}");
+    println!("45 settings, largest relative error {worst:.3e}");
     assert!(
         failures.is_empty(),
         "{} settings failed:\n{}",
@@ -178,41 +155,21 @@ fn all_zero_maps_give_finite_losses_and_gradients() {
     model.head_weight =
         burn::module::Param::from_tensor(Tensor::zeros([5, common::CLASSES], &device));
     let (x, y) = batch::<GB>(10, 2, 8, &device);
-    for reduction in [
-        ChannelReduction::Max,
-        ChannelReduction::AbsMax,
-        ChannelReduction::L2,
-    ] {
-        for norm in [
-            MapNorm::MinMax,
-            MapNorm::MaxAbs,
-            MapNorm::UnitSum,
-            MapNorm::Standardize,
-            MapNorm::Identity,
-        ] {
-            for distance in [Distance::Mse, Distance::L1, Distance::Cosine] {
-                let config = SaliencyLossConfig {
-                    reduction,
-                    norm,
-                    distance,
-                    ..Default::default()
-                };
-                let l = flip_sal_loss(&model, &x, &y, config, SaliencyKind::Gradient, true);
-                let value: f64 = l.clone().into_scalar();
-                assert!(value.is_finite(), "{config:?}: loss {value}");
-                let grads = GradientsParams::from_grads(l.backward(), &model);
-                let mut visitor = FiniteGrads {
-                    grads: &grads,
-                    bad: Vec::new(),
-                };
-                burn::module::Module::visit(&model, &mut visitor);
-                assert!(
-                    visitor.bad.is_empty(),
-                    "{config:?}: non-finite gradient in {:?}",
-                    visitor.bad
-                );
-            }
-        }
+    for config in common::every_setting() {
+        let l = flip_sal_loss(&model, &x, &y, config, SaliencyKind::Gradient, true);
+        let value: f64 = l.clone().into_scalar();
+        assert!(value.is_finite(), "{config:?}: loss {value}");
+        let grads = GradientsParams::from_grads(l.backward(), &model);
+        let mut visitor = FiniteGrads {
+            grads: &grads,
+            bad: Vec::new(),
+        };
+        burn::module::Module::visit(&model, &mut visitor);
+        assert!(
+            visitor.bad.is_empty(),
+            "{config:?}: non-finite gradient in {:?}",
+            visitor.bad
+        );
     }
 }
 

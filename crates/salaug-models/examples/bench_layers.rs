@@ -19,19 +19,7 @@ use burn::tensor::module as burn_ops;
 use burn::tensor::Distribution;
 use salaug_models::ops;
 
-#[cfg(feature = "flex")]
-type Cpu = burn::backend::Flex;
-#[cfg(all(not(feature = "flex"), feature = "ndarray"))]
-type Cpu = burn::backend::NdArray;
-#[cfg(all(not(feature = "flex"), not(feature = "ndarray"), feature = "wgpu"))]
-type Cpu = burn::backend::Wgpu;
-#[cfg(all(
-    not(feature = "flex"),
-    not(feature = "ndarray"),
-    not(feature = "wgpu"),
-    feature = "cuda"
-))]
-type Cpu = burn::backend::Cuda;
+type Cpu = salaug_core::backend::Selected;
 
 type I = Autodiff<Cpu>;
 type O = Autodiff<I>;

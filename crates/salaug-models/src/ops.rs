@@ -108,6 +108,16 @@ enum Reduce {
     Mean,
 }
 
+impl Reduce {
+    /// Reduces axis `dim`, keeping it with size 1.
+    fn along<B: Backend, const D: usize>(self, x: Tensor<B, D>, dim: usize) -> Tensor<B, D> {
+        match self {
+            Reduce::Max => x.max_dim(dim),
+            Reduce::Mean => x.mean_dim(dim),
+        }
+    }
+}
+
 fn pool2d<B: Backend>(
     x: Tensor<B, 4>,
     kernel: usize,
@@ -125,11 +135,7 @@ fn pool2d<B: Backend>(
         let x = x
             .slice([0..n, 0..c, 0..ho * kernel, 0..wo * kernel])
             .reshape([n, c, ho, kernel, wo, kernel]);
-        return match reduce {
-            Reduce::Max => x.max_dim(5).max_dim(3),
-            Reduce::Mean => x.mean_dim(5).mean_dim(3),
-        }
-        .reshape([n, c, ho, wo]);
+        return reduce.along(reduce.along(x, 5), 3).reshape([n, c, ho, wo]);
     }
     let x = if padding > 0 {
         let value = match reduce {
@@ -145,17 +151,9 @@ fn pool2d<B: Backend>(
     };
     // Separable: reduce the rows of each window, then its columns.
     let rows = windows(x, 2, kernel, stride, ho); // [n, c, ho, w', k]
-    let rows = match reduce {
-        Reduce::Max => rows.max_dim(4),
-        Reduce::Mean => rows.mean_dim(4),
-    }
-    .reshape([n, c, ho, w + 2 * padding]);
+    let rows = reduce.along(rows, 4).reshape([n, c, ho, w + 2 * padding]);
     let cols = windows(rows, 3, kernel, stride, wo); // [n, c, ho, wo, k]
-    match reduce {
-        Reduce::Max => cols.max_dim(4),
-        Reduce::Mean => cols.mean_dim(4),
-    }
-    .reshape([n, c, ho, wo])
+    reduce.along(cols, 4).reshape([n, c, ho, wo])
 }
 
 /// Max pooling over `kernel × kernel` windows (floor mode, padding never selected).

@@ -10,7 +10,10 @@ use burn::tensor::activation::relu;
 use burn::tensor::backend::AutodiffBackend;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use salaug_core::{Classifier, Error, SaliencyKind, SaliencyLossConfig, SaliencyMethod};
+use salaug_core::{
+    ChannelReduction, Classifier, Distance, Error, MapNorm, SaliencyKind, SaliencyLossConfig,
+    SaliencyMethod,
+};
 
 pub fn uniform(rng: &mut StdRng, n: usize, scale: f64) -> Vec<f64> {
     (0..n).map(|_| rng.random_range(-scale..scale)).collect()
@@ -182,4 +185,32 @@ where
     });
     loss.forward(maps[0].clone(), maps[1].clone().flip([3]), mask)
         .unwrap()
+}
+
+/// Every reduction × normalisation × distance (3 × 5 × 3 = 45 settings).
+pub fn every_setting() -> Vec<SaliencyLossConfig> {
+    let mut out = Vec::new();
+    for reduction in [
+        ChannelReduction::Max,
+        ChannelReduction::AbsMax,
+        ChannelReduction::L2,
+    ] {
+        for norm in [
+            MapNorm::MinMax,
+            MapNorm::MaxAbs,
+            MapNorm::UnitSum,
+            MapNorm::Standardize,
+            MapNorm::Identity,
+        ] {
+            for distance in [Distance::Mse, Distance::L1, Distance::Cosine] {
+                out.push(SaliencyLossConfig {
+                    reduction,
+                    norm,
+                    distance,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    out
 }
