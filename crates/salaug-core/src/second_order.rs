@@ -15,8 +15,8 @@
 //! - lazily initialised parameters cloned before their first use initialise independently
 //!   (the "lazy clone trap"): [`lift`] materialises them in place first;
 //! - BatchNorm running statistics updated by the lifted copy are discarded (burn creates a new
-//!   running state in `from_inner`); the lifted forward also returns the logits at level `B`,
-//!   so callers that want the statistics updated use [`Lift::Lifted`]'s own forward at level `B`.
+//!   running state in `from_inner`): the model's running statistics change only through
+//!   forward passes of the model itself at level `B` (e.g. `model.logits(x)`).
 
 use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};

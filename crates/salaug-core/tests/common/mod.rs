@@ -30,6 +30,30 @@ pub fn tensor<B: Backend, const D: usize>(
     )
 }
 
+/// A 3×3 convolution (padding 1) with weights in ±`scale` and bias in ±0.1, drawn from `rng`
+/// in that order.
+fn seeded_conv<B: Backend>(
+    rng: &mut StdRng,
+    [cin, cout]: [usize; 2],
+    scale: f64,
+    device: &B::Device,
+) -> Conv2d<B> {
+    let mut conv = Conv2dConfig::new([cin, cout], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(device);
+    conv.weight = Param::from_tensor(tensor(
+        uniform(rng, cout * cin * 9, scale),
+        [cout, cin, 3, 3],
+        device,
+    ));
+    conv.bias = Some(Param::from_tensor(tensor(
+        uniform(rng, cout, 0.1),
+        [cout],
+        device,
+    )));
+    conv
+}
+
 #[derive(Module, Debug)]
 pub struct TestNet<B: Backend> {
     pub conv1: Conv2d<B>,
@@ -45,16 +69,7 @@ impl<B: Backend> TestNet<B> {
     /// Deterministic weights from `seed`, identical on every backend.
     pub fn new(seed: u64, device: &B::Device) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut conv1 = Conv2dConfig::new([3, 4], [3, 3])
-            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-            .init(device);
-        conv1.weight =
-            Param::from_tensor(tensor(uniform(&mut rng, 4 * 27, 0.5), [4, 3, 3, 3], device));
-        conv1.bias = Some(Param::from_tensor(tensor(
-            uniform(&mut rng, 4, 0.1),
-            [4],
-            device,
-        )));
+        let conv1 = seeded_conv(&mut rng, [3, 4], 0.5, device);
         let mut bn1 = BatchNormConfig::new(4).init(device);
         bn1.gamma = Param::from_tensor(tensor(
             uniform(&mut rng, 4, 0.2).iter().map(|v| 1.0 + v).collect(),
@@ -62,16 +77,7 @@ impl<B: Backend> TestNet<B> {
             device,
         ));
         bn1.beta = Param::from_tensor(tensor(uniform(&mut rng, 4, 0.2), [4], device));
-        let mut conv2 = Conv2dConfig::new([4, 5], [3, 3])
-            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-            .init(device);
-        conv2.weight =
-            Param::from_tensor(tensor(uniform(&mut rng, 5 * 36, 0.4), [5, 4, 3, 3], device));
-        conv2.bias = Some(Param::from_tensor(tensor(
-            uniform(&mut rng, 5, 0.1),
-            [5],
-            device,
-        )));
+        let conv2 = seeded_conv(&mut rng, [4, 5], 0.4, device);
         Self {
             conv1,
             bn1,
