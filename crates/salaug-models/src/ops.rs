@@ -197,6 +197,83 @@ pub fn global_avg_pool<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
     x.reshape([n, c, h * w]).mean_dim(2).reshape([n, c])
 }
 
+/// Adaptive average pooling to `[out_h, out_w]`, exactly as PyTorch's `AdaptiveAvgPool2d`.
+///
+/// Output cell `i` averages input rows `floor(i·h/out_h) .. ceil((i+1)·h/out_h)` (and the same
+/// for columns); when the input is smaller than the output, cells repeat inputs. Written as two
+/// products with constant averaging matrices, `A_h · x · A_wᵀ`, which are twice differentiable.
+/// VGG's ImageNet head uses it to bring any input size to 7×7.
+///
+/// # Shapes
+/// - `x`: `[batch, channels, h, w]`
+/// - output: `[batch, channels, out_h, out_w]`
+pub fn adaptive_avg_pool2d<B: Backend>(
+    x: Tensor<B, 4>,
+    [out_h, out_w]: [usize; 2],
+) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    if (h, w) == (out_h, out_w) {
+        return x;
+    }
+    let device = x.device();
+    let cols = averaging_matrix::<B>(w, out_w, &device); // [w, out_w]
+    let rows = averaging_matrix::<B>(h, out_h, &device); // [h, out_h]
+    let x = x.reshape([n * c * h, w]).matmul(cols); // [n·c·h, out_w]
+    let x = x.reshape([n, c, h, out_w]).swap_dims(2, 3); // [n, c, out_w, h]
+    let x = x.reshape([n * c * out_w, h]).matmul(rows); // [n·c·out_w, out_h]
+    x.reshape([n, c, out_w, out_h]).swap_dims(2, 3)
+}
+
+/// `[len, out]` matrix whose column `i` averages PyTorch's adaptive window `i`.
+fn averaging_matrix<B: Backend>(len: usize, out: usize, device: &B::Device) -> Tensor<B, 2> {
+    assert!(len > 0 && out > 0, "adaptive pooling of {len} to {out}");
+    let mut m = vec![0.0f64; len * out];
+    for i in 0..out {
+        let start = i * len / out;
+        let end = ((i + 1) * len).div_ceil(out);
+        for r in start..end {
+            m[r * out + i] = 1.0 / (end - start) as f64;
+        }
+    }
+    Tensor::from_data(
+        TensorData::new(m, [len, out]).convert::<B::FloatElem>(),
+        device,
+    )
+}
+
+/// A `k × k` convolution with `padding` on every side, initialised as torchvision initialises
+/// the zoo's convolutions (Kaiming normal, fan-out, ReLU gain).
+pub fn conv<B: Backend>(
+    [cin, cout]: [usize; 2],
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    bias: bool,
+    device: &B::Device,
+) -> burn::nn::conv::Conv2d<B> {
+    burn::nn::conv::Conv2dConfig::new([cin, cout], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_padding(burn::nn::PaddingConfig2d::Explicit(
+            padding, padding, padding, padding,
+        ))
+        .with_bias(bias)
+        .with_initializer(burn::nn::Initializer::KaimingNormal {
+            gain: core::f64::consts::SQRT_2,
+            fan_out_only: true,
+        })
+        .init(device)
+}
+
+/// BatchNorm over `channels` (γ = 1, β = 0, momentum 0.1, ε = 1e-5, as PyTorch).
+pub fn batch_norm<B: Backend>(channels: usize, device: &B::Device) -> burn::nn::BatchNorm<B> {
+    burn::nn::BatchNormConfig::new(channels).init(device)
+}
+
+/// `channels × width`, rounded, at least 1: the width multiplier of every model.
+pub fn scaled(channels: usize, width: f64) -> usize {
+    ((channels as f64 * width).round() as usize).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +324,19 @@ mod tests {
     }
 
     #[test]
+    fn adaptive_avg_pool_matches_burn_forward() {
+        // Shrinking (divisible and not), identity, and growing, as VGG's 7×7 head sees.
+        let x = seeded::<TB, 4>([2, 3, 9, 8], 6);
+        for out in [[3, 4], [4, 3], [9, 8], [1, 1]] {
+            let theirs = burn_ops::adaptive_avg_pool2d(x.clone(), out);
+            assert_close(adaptive_avg_pool2d(x.clone(), out), theirs);
+        }
+        let small = seeded::<TB, 4>([1, 2, 2, 3], 7);
+        let theirs = burn_ops::adaptive_avg_pool2d(small.clone(), [7, 7]);
+        assert_close(adaptive_avg_pool2d(small, [7, 7]), theirs);
+    }
+
+    #[test]
     fn global_avg_pool_matches_adaptive_pool() {
         let x = seeded::<TB, 4>([2, 3, 5, 4], 3);
         let theirs = burn_ops::adaptive_avg_pool2d(x.clone(), [1, 1]).reshape([2, 3]);
@@ -280,7 +370,8 @@ mod tests {
                 0 => max_pool2d(y, 3, 2, 1),
                 1 => max_pool2d(y, 2, 2, 0),
                 2 => avg_pool2d(y, 2, 2, 0),
-                _ => avg_pool2d(y, 3, 2, 1),
+                3 => avg_pool2d(y, 3, 2, 1),
+                _ => adaptive_avg_pool2d(y, [2, 3]),
             };
             self.head.forward(global_avg_pool(y.tanh()))
         }
@@ -292,7 +383,7 @@ mod tests {
         let device = Default::default();
         let x = seeded::<GB, 4>([2, 2, 7, 7], 5);
         let y = Tensor::<GB, 1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &device);
-        for layer in 0..4 {
+        for layer in 0..5 {
             GB::seed(&device, 11);
             let model = Probe::<GB> {
                 conv: burn::nn::conv::Conv2dConfig::new([2, 4], [3, 3]).init(&device),

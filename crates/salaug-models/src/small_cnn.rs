@@ -1,0 +1,75 @@
+//! A small CNN for fast CPU runs: two conv-BN-ReLU-pool blocks, global average pooling and a
+//! linear head (the network of the project's CPU benchmarks).
+//!
+//! Small-image stem: 3×3/1 convolutions, each block closed by a 2×2 max pool. ImageNet stem:
+//! the first convolution is 7×7/2 and its pool 3×3/2 with padding 1, as in the ResNet stem.
+//! Named features: `block1`, `block2`, `pool`.
+
+use burn::nn::conv::Conv2d;
+use burn::nn::BatchNorm;
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+use crate::ops::{batch_norm, conv, global_avg_pool, max_pool2d, scaled, Linear, LinearConfig};
+use crate::{Features, ModelConfig, Stem};
+
+/// Conv-BN-ReLU-max-pool ×2, global average pooling, linear.
+#[derive(Module, Debug)]
+pub struct SmallCnn<B: Backend> {
+    conv1: Conv2d<B>,
+    bn1: BatchNorm<B>,
+    conv2: Conv2d<B>,
+    bn2: BatchNorm<B>,
+    /// Whether the first block uses the ImageNet stem (7×7/2 conv, 3×3/2 pool).
+    imagenet_stem: bool,
+    fc: Linear<B>,
+}
+
+/// Feature names of the small CNN, in forward order.
+pub const FEATURES: [&str; 3] = ["block1", "block2", "pool"];
+
+impl<B: Backend> SmallCnn<B> {
+    /// 32 × width and 64 × width channels.
+    pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
+        let (c1, c2) = (scaled(32, config.width), scaled(64, config.width));
+        let imagenet_stem = config.stem == Stem::ImageNet;
+        let conv1 = if imagenet_stem {
+            conv([config.in_channels, c1], 7, 2, 3, false, device)
+        } else {
+            conv([config.in_channels, c1], 3, 1, 1, false, device)
+        };
+        Self {
+            conv1,
+            bn1: batch_norm(c1, device),
+            conv2: conv([c1, c2], 3, 1, 1, false, device),
+            bn2: batch_norm(c2, device),
+            imagenet_stem,
+            fc: LinearConfig::new(c2, config.num_classes).init(device),
+        }
+    }
+
+    /// Logits and every named feature ([`FEATURES`]) of one forward pass.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, in_channels, h, w]`
+    /// - logits: `[batch, num_classes]`
+    pub fn forward_features(&self, x: Tensor<B, 4>) -> (Tensor<B, 2>, Features<B>) {
+        let x = relu(self.bn1.forward(self.conv1.forward(x)));
+        let x = if self.imagenet_stem {
+            max_pool2d(x, 3, 2, 1)
+        } else {
+            max_pool2d(x, 2, 2, 0)
+        }; // [n, 32w, h/2, w/2] (small stem)
+        let b1 = x.clone();
+        let x = max_pool2d(relu(self.bn2.forward(self.conv2.forward(x))), 2, 2, 0); // [n, 64w, h/4, w/4]
+        let b2 = x.clone();
+        let pooled = global_avg_pool(x);
+        let [n, c] = pooled.dims();
+        let features = vec![
+            ("block1", b1),
+            ("block2", b2),
+            ("pool", pooled.clone().reshape([n, c, 1, 1])),
+        ];
+        (self.fc.forward(pooled), features)
+    }
+}
