@@ -24,8 +24,9 @@ enum Command {
     /// Run a benchmark in release mode and print its table.
     Bench {
         /// `layers`: the twice-differentiable layers vs burn's ops (salaug-models);
-        /// `step`: plain vs saliency training step of the salaug-core example network.
-        #[arg(value_parser = ["layers", "step"])]
+        /// `step`: plain vs saliency training step of the salaug-core example network;
+        /// `models`: plain vs saliency step of the zoo's models (SALAUG_BENCH_ARCHS).
+        #[arg(value_parser = ["layers", "step", "models"])]
         what: String,
         /// CPU backend to measure.
         #[arg(long, default_value = "flex", value_parser = ["flex", "ndarray"])]
@@ -74,6 +75,7 @@ fn main() -> Result<()> {
         Command::Bench { what, backend } => {
             let (package, example) = match what.as_str() {
                 "layers" => ("salaug-models", "bench_layers"),
+                "models" => ("salaug-models", "bench_models"),
                 _ => ("salaug-core", "train_step"),
             };
             cargo(&[

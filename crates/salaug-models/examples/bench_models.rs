@@ -1,0 +1,98 @@
+//! Plain vs saliency training step of the zoo's models (small-image variants).
+//!
+//! A plain step is forward + cross-entropy + backward on a batch `x`. A saliency step is what
+//! salaug trains with: one lifted forward/backward over `[x, flip(x)]` for the maps (second
+//! order), L_class on both halves + L_sal between the maps, and the backward of that sum.
+//! Prints the median wall time of `SALAUG_BENCH_REPS` (default 3) runs after one warm-up.
+//!
+//! `cargo xtask bench models [--backend flex|ndarray]`; `SALAUG_BENCH_ARCHS=resnet18,small_cnn`
+//! (default `resnet18`), `SALAUG_BENCH_BATCH` (64), `SALAUG_BENCH_SIDE` (32).
+
+use std::time::Instant;
+
+use burn::backend::Autodiff;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use salaug_core::backend::Selected;
+use salaug_core::{Classifier, SaliencyKind, SaliencyLossConfig, SaliencyMethod};
+use salaug_models::{Arch, Model, ModelConfig, Stem};
+
+type AD = Autodiff<Selected>;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn plain_step(model: &Model<AD>, x: Tensor<AD, 4>, y: Tensor<AD, 1, Int>) {
+    let loss = CrossEntropyLossConfig::new()
+        .init(&x.device())
+        .forward(model.logits(x), y);
+    let grads = loss.backward();
+    drop(grads);
+}
+
+fn saliency_step(model: &Model<AD>, x: Tensor<AD, 4>, y: Tensor<AD, 1, Int>) {
+    let device = x.device();
+    let loss = SaliencyLossConfig::default().init().unwrap();
+    let batch = Tensor::cat(vec![x.clone(), x.flip([3])], 0);
+    let targets = Tensor::cat(vec![y.clone(), y], 0);
+    let out = SaliencyKind::Gradient
+        .attribute(model, batch, targets.clone(), &[])
+        .unwrap();
+    let maps = loss.reduce(out.maps).chunk(2, 0);
+    let l_sal = loss
+        .forward(maps[0].clone(), maps[1].clone().flip([3]), None)
+        .unwrap();
+    let l_class = CrossEntropyLossConfig::new()
+        .init(&device)
+        .forward(out.logits, targets);
+    let grads = (l_class + l_sal).backward();
+    drop(grads);
+}
+
+fn main() {
+    let reps = env("SALAUG_BENCH_REPS", 3);
+    let batch = env("SALAUG_BENCH_BATCH", 64);
+    let side = env("SALAUG_BENCH_SIDE", 32);
+    let archs = std::env::var("SALAUG_BENCH_ARCHS").unwrap_or_else(|_| "resnet18".into());
+    let device = Default::default();
+    println!(
+        "backend {}, {batch} images of 3×{side}×{side}, median of {reps}",
+        std::any::type_name::<Selected>()
+    );
+    println!("| model | plain step (ms) | saliency step (ms) | ratio |");
+    println!("|---|---|---|---|");
+    for name in archs.split(',') {
+        let Some(arch) = Arch::from_name(name.trim()) else {
+            eprintln!("unknown architecture '{name}'");
+            std::process::exit(2);
+        };
+        AD::seed(&device, 0);
+        let model = ModelConfig::new(arch, Stem::Small, 3, 10).init::<AD>(&device);
+        let x = Tensor::<AD, 4>::random([batch, 3, side, side], Distribution::Default, &device);
+        let y = Tensor::<AD, 1, Int>::from_data(
+            TensorData::new((0..batch as i64).map(|i| i % 10).collect(), [batch]),
+            &device,
+        );
+        let plain = median_ms(reps, || plain_step(&model, x.clone(), y.clone()));
+        let sal = median_ms(reps, || saliency_step(&model, x.clone(), y.clone()));
+        println!("| {arch} | {plain:.0} | {sal:.0} | {:.2} |", sal / plain);
+    }
+}
