@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::affine::centre;
 use crate::clahe::to_level;
-use crate::geometry::{per_sample, select_per_sample, warp, Affine};
+use crate::geometry::{map_planes, per_sample, select_per_sample, warp, Affine};
 use crate::mix::beta;
 use crate::transfer::{MixTerm, MixWeight, Transfer};
 use crate::Augment;
@@ -260,22 +260,15 @@ fn autocontrast<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
 
 /// Per image and channel, PIL's `ImageOps.equalize` on 8-bit levels.
 fn equalize<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
-    let [n, c, h, w] = x.dims();
-    let device = x.device();
-    let mut v = x
-        .into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .expect("float data");
-    for plane in v.chunks_mut(h * w) {
+    map_planes(x, |_, plane| {
         let mut hist = [0usize; 256];
         for p in plane.iter() {
             hist[to_level(*p) as usize] += 1;
         }
         let last = hist.iter().rposition(|c| *c > 0).map_or(0, |i| hist[i]);
-        let step = (h * w - last) / 255;
+        let step = (plane.len() - last) / 255;
         if step == 0 {
-            continue;
+            return;
         }
         let mut lut = [0f32; 256];
         let mut acc = step / 2;
@@ -286,6 +279,5 @@ fn equalize<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
         for p in plane.iter_mut() {
             *p = lut[to_level(*p) as usize];
         }
-    }
-    Tensor::from_data(TensorData::new(v, [n, c, h, w]), &device)
+    })
 }

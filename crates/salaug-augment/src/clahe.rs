@@ -15,6 +15,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::affine::uniform;
+use crate::geometry::map_planes;
 use crate::transfer::Transfer;
 use crate::Augment;
 
@@ -64,25 +65,16 @@ impl Augment for Clahe {
         if params.iter().all(Option::is_none) {
             return images;
         }
-        let [n, c, h, w] = images.dims();
-        let device = images.device();
-        let mut values = images
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .expect("float image data");
-        for (i, clip) in params.iter().enumerate() {
-            let Some(clip) = clip else { continue };
-            for ch in 0..c {
-                let plane = &mut values[(i * c + ch) * h * w..(i * c + ch + 1) * h * w];
+        let [_, _, h, w] = images.dims();
+        map_planes(images, |image, plane| {
+            if let Some(clip) = params[image] {
                 let levels: Vec<u8> = plane.iter().map(|v| to_level(*v)).collect();
-                let out = clahe(&levels, [h, w], self.grid, *clip);
+                let out = clahe(&levels, [h, w], self.grid, clip);
                 for (p, o) in plane.iter_mut().zip(out) {
                     *p = o as f32 / 255.0;
                 }
             }
-        }
-        Tensor::from_data(TensorData::new(values, [n, c, h, w]), &device)
+        })
     }
 
     fn transfer(&self, _params: &Vec<Option<f64>>, _size: [usize; 2]) -> Transfer {

@@ -194,6 +194,51 @@ pub fn per_sample<B: Backend>(values: &[f64], device: &B::Device) -> Tensor<B, 4
     )
 }
 
+/// Image `i` of the output is image `index[i]` of `x` (the identity order is returned as is).
+pub fn take<B: Backend>(x: Tensor<B, 4>, index: &[usize]) -> Tensor<B, 4> {
+    if index.iter().enumerate().all(|(i, &j)| i == j) && index.len() == x.dims()[0] {
+        return x;
+    }
+    let device = x.device();
+    let idx: Vec<i64> = index.iter().map(|&i| i as i64).collect();
+    x.select(
+        0,
+        Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [index.len()]), &device),
+    )
+}
+
+/// A `[batch, 1, h, w]` tensor of per-pixel factors given row-major.
+pub fn per_pixel<B: Backend>(
+    values: Vec<f64>,
+    [n, h, w]: [usize; 3],
+    device: &B::Device,
+) -> Tensor<B, 4> {
+    Tensor::from_data(
+        TensorData::new(values, [n, 1, h, w]).convert::<B::FloatElem>(),
+        device,
+    )
+}
+
+/// Runs `f(image_index, plane)` on the host over every `[h, w]` plane (each channel of each
+/// image) and uploads the result: for histogram operations, which are not tensor ops. Only
+/// augmented images go through it, and they need no gradient.
+pub fn map_planes<B: Backend>(
+    images: Tensor<B, 4>,
+    mut f: impl FnMut(usize, &mut [f32]),
+) -> Tensor<B, 4> {
+    let [n, c, h, w] = images.dims();
+    let device = images.device();
+    let mut values = images
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .expect("float image data");
+    for (k, plane) in values.chunks_mut(h * w).enumerate() {
+        f(k / c, plane);
+    }
+    Tensor::from_data(TensorData::new(values, [n, c, h, w]), &device)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use rand::Rng;
 use rand_distr::{Beta, Distribution};
 use serde::{Deserialize, Serialize};
 
-use crate::geometry::per_sample;
+use crate::geometry::{per_pixel, per_sample, take};
 use crate::transfer::{Labels, MixTerm, MixWeight, Transfer};
 use crate::Augment;
 
@@ -25,16 +25,6 @@ fn partners(batch: usize, rng: &mut StdRng) -> Vec<usize> {
     let mut p: Vec<usize> = (0..batch).collect();
     p.shuffle(rng);
     p
-}
-
-/// Gathers images by index.
-fn take<B: Backend>(x: Tensor<B, 4>, index: &[usize]) -> Tensor<B, 4> {
-    let device = x.device();
-    let idx: Vec<i64> = index.iter().map(|&i| i as i64).collect();
-    x.select(
-        0,
-        Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [index.len()]), &device),
-    )
 }
 
 /// MixUp (Zhang et al. 2018): `λ·x + (1 − λ)·x[partner]`, λ ~ Beta(α, α) per image, labels
@@ -157,17 +147,6 @@ impl PixelBox {
     }
 }
 
-fn mask_tensor<B: Backend>(
-    values: Vec<f64>,
-    [n, h, w]: [usize; 3],
-    device: &B::Device,
-) -> Tensor<B, 4> {
-    Tensor::from_data(
-        TensorData::new(values, [n, 1, h, w]).convert::<B::FloatElem>(),
-        device,
-    )
-}
-
 /// CutOut (DeVries & Taylor 2017): a square of side `size × min(h, w)` centred anywhere in
 /// the image (clipped at the border) is set to zero, with probability `p`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -211,7 +190,7 @@ impl Augment for CutOut {
     fn apply<B: Backend>(&self, images: Tensor<B, 4>, p: &Vec<PixelBox>) -> Tensor<B, 4> {
         let [n, _, h, w] = images.dims();
         let device = images.device();
-        images * mask_tensor::<B>(PixelBox::keep_mask(p, [h, w]), [n, h, w], &device)
+        images * per_pixel::<B>(PixelBox::keep_mask(p, [h, w]), [n, h, w], &device)
     }
 
     fn transfer(&self, p: &Vec<PixelBox>, size: [usize; 2]) -> Transfer {
@@ -289,7 +268,7 @@ impl Augment for CutMix {
     fn apply<B: Backend>(&self, images: Tensor<B, 4>, p: &CutMixParams) -> Tensor<B, 4> {
         let [n, _, h, w] = images.dims();
         let device = images.device();
-        let keep = mask_tensor::<B>(PixelBox::keep_mask(&p.boxes, [h, w]), [n, h, w], &device);
+        let keep = per_pixel::<B>(PixelBox::keep_mask(&p.boxes, [h, w]), [n, h, w], &device);
         let other = take(images.clone(), &p.partner);
         images * keep.clone() + other * (keep.neg() + 1.0)
     }

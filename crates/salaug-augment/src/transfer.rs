@@ -14,7 +14,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::geometry::{per_sample, select_per_sample, valid_mask, warp, Affine};
+use crate::geometry::{per_pixel, per_sample, select_per_sample, take, valid_mask, warp, Affine};
 
 /// One term of a mixture: `weight ⊙ warp(maps[source])`.
 #[derive(Debug, Clone, PartialEq)]
@@ -237,16 +237,7 @@ impl MixTerm {
     fn apply<B: Backend>(&self, maps: Tensor<B, 4>) -> Tensor<B, 4> {
         let [n, _, h, w] = maps.dims();
         let device = maps.device();
-        let identity: Vec<usize> = (0..n).collect();
-        let taken = if self.source == identity {
-            maps
-        } else {
-            let idx: Vec<i64> = self.source.iter().map(|&i| i as i64).collect();
-            maps.select(
-                0,
-                Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [n]), &device),
-            )
-        };
+        let taken = take(maps, &self.source);
         let warped = match &self.warp {
             Some(forward) => warp(taken, forward),
             None => taken,
@@ -255,11 +246,7 @@ impl MixTerm {
             MixWeight::Scalar(v) => warped * per_sample::<B>(v, &device),
             MixWeight::Pixels { values, size } => {
                 assert_eq!(*size, [h, w], "mixing weights of another image size");
-                warped
-                    * Tensor::<B, 4>::from_data(
-                        TensorData::new(values.clone(), [n, 1, h, w]).convert::<B::FloatElem>(),
-                        &device,
-                    )
+                warped * per_pixel::<B>(values.clone(), [n, h, w], &device)
             }
         }
     }

@@ -11,8 +11,6 @@
 //! ```
 #![recursion_limit = "256"]
 
-use std::time::Instant;
-
 use burn::backend::Autodiff;
 use burn::prelude::*;
 use burn::tensor::module as burn_ops;
@@ -24,25 +22,15 @@ type Cpu = salaug_core::backend::Selected;
 type I = Autodiff<Cpu>;
 type O = Autodiff<I>;
 
+mod common;
+
 fn reps() -> usize {
-    std::env::var("SALAUG_BENCH_REPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(7)
+    common::env_usize("SALAUG_BENCH_REPS", 7)
 }
 
-/// Median wall time in ms of `f` (which must finish its work, e.g. by reading a value).
-fn time(mut f: impl FnMut()) -> f64 {
-    f();
-    let mut t: Vec<f64> = (0..reps())
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
+/// Median wall time in ms of `f` over `reps()` runs.
+fn time(f: impl FnMut()) -> f64 {
+    common::median_ms(reps(), f)
 }
 
 fn sync<B: Backend, const D: usize>(t: Tensor<B, D>) {

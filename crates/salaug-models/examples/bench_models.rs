@@ -8,8 +8,6 @@
 //! `cargo xtask bench models [--backend flex|ndarray]`; `SALAUG_BENCH_ARCHS=resnet18,small_cnn`
 //! (default `resnet18`), `SALAUG_BENCH_BATCH` (64), `SALAUG_BENCH_SIDE` (32).
 
-use std::time::Instant;
-
 use burn::backend::Autodiff;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
@@ -20,25 +18,9 @@ use salaug_models::{Arch, Model, ModelConfig, Stem};
 
 type AD = Autodiff<Selected>;
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
 
-fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut t: Vec<f64> = (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
-}
+use common::{env_usize as env, median_ms};
 
 fn plain_step(model: &Model<AD>, x: Tensor<AD, 4>, y: Tensor<AD, 1, Int>) {
     let loss = CrossEntropyLossConfig::new()
