@@ -21,6 +21,9 @@ enum Command {
         #[arg(value_parser = ["flex", "ndarray", "wgpu", "cuda"])]
         backends: Vec<String>,
     },
+    /// Run the slow finite-difference checks that CI skips (`#[ignore]`): L_sal's gradient for
+    /// narrow full-depth ResNet-50, DenseNet-121, DenseNet-169 and VGG-19-BN (tens of minutes).
+    GradcheckFull,
     /// Run a benchmark in release mode and print its table.
     Bench {
         /// `layers`: the twice-differentiable layers vs burn's ops (salaug-models);
@@ -72,6 +75,17 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::GradcheckFull => cargo(&[
+            "test",
+            "--release",
+            "-p",
+            "salaug-models",
+            "--test",
+            "gradcheck",
+            "--",
+            "--ignored",
+            "--nocapture",
+        ]),
         Command::Bench { what, backend } => {
             let (package, example) = match what.as_str() {
                 "layers" => ("salaug-models", "bench_layers"),

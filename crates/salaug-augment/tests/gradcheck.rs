@@ -1,25 +1,39 @@
-//! L_sal's gradient through the inverse warps of rotation and resized crop passes the
-//! finite-difference check (f64, second order). Its own test binary: f64 ndarray only.
+//! L_sal's gradient through the inverse warps of rotation and resized crop, and through the
+//! expected maps of CutMix (gather + per-pixel weights) and AugMix (warps inside a mixture),
+//! passes the finite-difference check (f64, second order). Its own test binary: f64 ndarray
+//! only.
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use salaug_augment::{Augmentation, Compare, ResizedCrop, Rotation};
+use salaug_augment::{AugMix, Augmentation, Compare, CutMix, ResizedCrop, Rotation, Transfer};
 use salaug_core::gradcheck::{gradcheck, GradcheckBackend as GB, GradcheckConfig};
 use salaug_core::{SaliencyKind, SaliencyLossConfig, SaliencyMethod};
 use salaug_models::{Arch, ModelConfig, Stem};
 
-fn check(aug: Augmentation) {
+/// The tests of this binary run in parallel and burn's backend RNG is global: seeding, weight
+/// initialisation (lazy, so up to materialisation) and the input draw happen under this lock.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn check(aug: Augmentation, compare: Compare) {
     let device = Default::default();
-    GB::seed(&device, 21);
-    let model = ModelConfig::new(Arch::SmallCnn, Stem::Small, 1, 3)
-        .with_width(0.125)
-        .init::<GB>(&device);
-    let x = Tensor::<GB, 4>::random([2, 1, 8, 8], Distribution::Uniform(0.0, 1.0), &device);
+    let (model, x) = {
+        let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
+        GB::seed(&device, 21);
+        let model = ModelConfig::new(Arch::SmallCnn, Stem::Small, 1, 3)
+            .with_width(0.125)
+            .init::<GB>(&device);
+        salaug_core::materialize(&model);
+        let x = Tensor::<GB, 4>::random([2, 1, 8, 8], Distribution::Uniform(0.0, 1.0), &device);
+        (model, x)
+    };
     let y = Tensor::<GB, 1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &device);
     let out = aug.run(x.clone(), &mut StdRng::seed_from_u64(2)).unwrap();
-    assert!(matches!(out.transfer, salaug_augment::Transfer::Warp(_)));
+    match compare {
+        Compare::Inverse => assert!(matches!(out.transfer, Transfer::Warp(_))),
+        _ => assert!(matches!(out.transfer, Transfer::Mix(_))),
+    }
     let loss = SaliencyLossConfig::default().init().unwrap();
     let report = gradcheck(
         &model,
@@ -32,7 +46,7 @@ fn check(aug: Augmentation) {
             let maps = loss.reduce(attr.maps).chunk(2, 0);
             let pair = out
                 .transfer
-                .pair(maps[0].clone(), maps[1].clone(), Compare::Inverse)
+                .pair(maps[0].clone(), maps[1].clone(), compare)
                 .unwrap();
             loss.forward(pair.reference, pair.other, pair.mask).unwrap()
         },
@@ -48,16 +62,32 @@ fn check(aug: Augmentation) {
 
 #[test]
 fn saliency_loss_through_rotation_inverse_passes_gradcheck() {
-    check(Augmentation::Rotation(Rotation {
-        max_degrees: 10.0,
-        p: 1.0,
-    }));
+    check(
+        Augmentation::Rotation(Rotation {
+            max_degrees: 10.0,
+            p: 1.0,
+        }),
+        Compare::Inverse,
+    );
 }
 
 #[test]
 fn saliency_loss_through_resized_crop_inverse_passes_gradcheck() {
-    check(Augmentation::ResizedCrop(ResizedCrop {
-        scale: [0.3, 0.8],
-        ..Default::default()
-    }));
+    check(
+        Augmentation::ResizedCrop(ResizedCrop {
+            scale: [0.3, 0.8],
+            ..Default::default()
+        }),
+        Compare::Inverse,
+    );
+}
+
+#[test]
+fn saliency_loss_through_cutmix_expected_map_passes_gradcheck() {
+    check(Augmentation::CutMix(CutMix::default()), Compare::Expected);
+}
+
+#[test]
+fn saliency_loss_through_augmix_expected_map_passes_gradcheck() {
+    check(Augmentation::AugMix(AugMix::default()), Compare::Expected);
 }

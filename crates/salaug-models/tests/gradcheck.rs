@@ -15,24 +15,39 @@ fn config(arch: Arch, width: f64) -> ModelConfig {
 }
 
 fn check(arch: Arch, width: f64, side: usize, entries_per_param: usize) {
-    let device = Default::default();
-    GB::seed(&device, 3);
     check_model(
-        config(arch, width).init::<GB>(&device),
+        |device| config(arch, width).init::<GB>(device),
         arch.name(),
         side,
         entries_per_param,
     );
 }
 
+/// The tests of this binary run in parallel and burn's backend RNG is global: seeding, weight
+/// initialisation (lazy, so up to materialisation) and the input draw happen under this lock,
+/// so every test sees the same values whatever runs beside it.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Finite-difference step. The input gradient of a ReLU network is discontinuous where a
 /// pre-activation crosses zero; the smaller the step, the rarer a difference that straddles
 /// such a kink (f64 round-off stays ~1e-9 relative at this step).
 const STEP: f64 = 1e-6;
 
-fn check_model(model: Model<GB>, arch: &str, side: usize, entries_per_param: usize) {
+fn check_model(
+    build: impl FnOnce(&burn::backend::ndarray::NdArrayDevice) -> Model<GB>,
+    arch: &str,
+    side: usize,
+    entries_per_param: usize,
+) {
     let device = Default::default();
-    let x = Tensor::<GB, 4>::random([2, 2, side, side], Distribution::Default, &device);
+    let (model, x) = {
+        let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
+        GB::seed(&device, 3);
+        let model = build(&device);
+        salaug_core::materialize(&model);
+        let x = Tensor::<GB, 4>::random([2, 2, side, side], Distribution::Default, &device);
+        (model, x)
+    };
     let y = Tensor::<GB, 1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &device);
     let loss = SaliencyLossConfig::default().init().unwrap();
     let report = gradcheck(
@@ -72,29 +87,29 @@ fn resnet18_narrow_passes_gradcheck() {
 #[test]
 fn resnet_bottleneck_family_passes_gradcheck() {
     // ResNet-50's code path (bottleneck blocks, projection shortcuts) with one block per stage.
-    let device = Default::default();
-    GB::seed(&device, 3);
-    let model = ResNet::new(
-        &config(Arch::ResNet50, 1.0 / 16.0),
-        [1, 1, 1, 1],
-        true,
-        &device,
-    );
-    check_model(Model::ResNet(model), "resnet-bottleneck-1111", 16, 3);
+    let build = |device: &_| {
+        Model::ResNet(ResNet::new(
+            &config(Arch::ResNet50, 1.0 / 16.0),
+            [1, 1, 1, 1],
+            true,
+            device,
+        ))
+    };
+    check_model(build, "resnet-bottleneck-1111", 16, 3);
 }
 
 #[test]
 fn densenet_family_passes_gradcheck() {
     // DenseNet-121/169's code path (dense layers, transitions, final norm) with two layers per
     // block; the full depths are the ignored tests below.
-    let device = Default::default();
-    GB::seed(&device, 3);
-    let model = DenseNet::new(
-        &config(Arch::DenseNet121, 1.0 / 16.0),
-        [2, 2, 2, 2],
-        &device,
-    );
-    check_model(Model::DenseNet(model), "densenet-2222", 8, 3);
+    let build = |device: &_| {
+        Model::DenseNet(DenseNet::new(
+            &config(Arch::DenseNet121, 1.0 / 16.0),
+            [2, 2, 2, 2],
+            device,
+        ))
+    };
+    check_model(build, "densenet-2222", 8, 3);
 }
 
 #[test]
@@ -103,25 +118,25 @@ fn vgg16_bn_narrow_passes_gradcheck() {
 }
 
 #[test]
-#[ignore = "slow (minutes): full depth; run with --ignored"]
+#[ignore = "slow (minutes): full depth; cargo xtask gradcheck-full"]
 fn resnet50_narrow_passes_gradcheck() {
     check(Arch::ResNet50, 1.0 / 32.0, 16, 1);
 }
 
 #[test]
-#[ignore = "slow (tens of minutes): full depth; run with --ignored"]
+#[ignore = "slow (tens of minutes): full depth; cargo xtask gradcheck-full"]
 fn densenet121_narrow_passes_gradcheck() {
     check(Arch::DenseNet121, 1.0 / 32.0, 8, 1);
 }
 
 #[test]
-#[ignore = "slow (tens of minutes): full depth; run with --ignored"]
+#[ignore = "slow (tens of minutes): full depth; cargo xtask gradcheck-full"]
 fn densenet169_narrow_passes_gradcheck() {
     check(Arch::DenseNet169, 1.0 / 32.0, 8, 1);
 }
 
 #[test]
-#[ignore = "slow (minutes): run with --ignored"]
+#[ignore = "slow (minutes): cargo xtask gradcheck-full"]
 fn vgg19_bn_narrow_passes_gradcheck() {
     check(Arch::Vgg19Bn, 1.0 / 32.0, 16, 2);
 }

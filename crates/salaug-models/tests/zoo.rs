@@ -12,12 +12,22 @@ use salaug_models::{Arch, Model, ModelConfig, Stem};
 type B = Selected;
 type AD = burn::backend::Autodiff<Selected>;
 
+/// burn's backend RNG is global and the tests of this binary run in parallel; every test that
+/// builds a model (weights initialise lazily, on first use) holds this lock throughout, so the
+/// seeded tests see the same weights and inputs whatever runs beside them.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn imagenet(arch: Arch) -> ModelConfig {
     ModelConfig::new(arch, Stem::ImageNet, 3, 1000)
 }
 
 #[test]
 fn imagenet_parameter_counts_match_torchvision() {
+    let _rng = rng_lock();
     let device = Default::default();
     for (arch, expected) in [
         (Arch::ResNet18, 11_689_512),
@@ -35,6 +45,7 @@ fn imagenet_parameter_counts_match_torchvision() {
 
 #[test]
 fn imagenet_variants_map_224_to_logits() {
+    let _rng = rng_lock();
     let device = Default::default();
     B::seed(&device, 1);
     let x = Tensor::<B, 4>::random([1, 3, 224, 224], Distribution::Default, &device);
@@ -102,6 +113,7 @@ fn imagenet_variants_map_224_to_logits() {
 
 #[test]
 fn small_variants_take_32_and_28_pixels_and_any_channels() {
+    let _rng = rng_lock();
     let device = Default::default();
     for arch in Arch::ALL {
         for (channels, side) in [(3, 32), (1, 28)] {
@@ -116,6 +128,7 @@ fn small_variants_take_32_and_28_pixels_and_any_channels() {
 
 #[test]
 fn width_multiplier_scales_channels() {
+    let _rng = rng_lock();
     let device = Default::default();
     let full = ModelConfig::new(Arch::ResNet18, Stem::Small, 3, 10).init::<B>(&device);
     let quarter = ModelConfig::new(Arch::ResNet18, Stem::Small, 3, 10)
@@ -134,6 +147,7 @@ fn width_multiplier_scales_channels() {
 
 #[test]
 fn unknown_tap_and_bad_settings_are_errors() {
+    let _rng = rng_lock();
     let device = Default::default();
     let model = ModelConfig::new(Arch::SmallCnn, Stem::Small, 1, 10).init::<B>(&device);
     let x = Tensor::<B, 4>::zeros([1, 1, 28, 28], &device);
@@ -225,6 +239,7 @@ fn saliency_step_reaches_every_parameter(model: Model<AD>, x: Tensor<AD, 4>, cla
 
 #[test]
 fn full_size_small_variants_train_through_saliency() {
+    let _rng = rng_lock();
     let device = Default::default();
     for arch in Arch::ALL {
         AD::seed(&device, 7);
@@ -236,6 +251,7 @@ fn full_size_small_variants_train_through_saliency() {
 
 #[test]
 fn full_size_imagenet_variants_train_through_saliency() {
+    let _rng = rng_lock();
     // Full width and depth, 1000 classes, at 64×64 to keep the CPU time in reason (the
     // 224×224 forward is checked above); VGG's head adapts the 2×2 map to 7×7.
     let device = Default::default();
