@@ -46,7 +46,9 @@ pub use reduce::ChannelReduction;
 pub use saliency::{
     Attribution, Gradient, InputXGradient, SaliencyKind, SaliencyMethod, SmoothGrad,
 };
-pub use second_order::{input_gradient, lift, materialize, InputGradient, Lift, Outer};
+pub use second_order::{
+    input_gradient, input_gradient_weighted, lift, materialize, InputGradient, Lift, Outer,
+};
 
 #[cfg(test)]
 pub(crate) mod tests {

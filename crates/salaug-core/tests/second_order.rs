@@ -290,3 +290,25 @@ fn unknown_tap_and_bad_targets_are_errors() {
 }
 
 use salaug_core::Classifier;
+
+#[test]
+fn weighted_score_with_one_hot_rows_equals_the_target_score_and_is_linear() {
+    let device = Default::default();
+    let model = TestNet::<GB>::new(3, &device);
+    let (x, y) = batch::<GB>(2, 2, 8, &device);
+    let classes = model.logits(x.clone()).dims()[1];
+    let one_hot = y.clone().one_hot(classes).float();
+    let a = salaug_core::input_gradient(&model, x.clone(), y, &[]).unwrap();
+    let b = salaug_core::input_gradient_weighted(&model, x.clone(), one_hot.clone(), &[]).unwrap();
+    a.gradient
+        .clone()
+        .into_data()
+        .assert_approx_eq::<f64>(&b.gradient.into_data(), Default::default());
+    // Half the weights, half the gradient: the score is linear in the weights.
+    let c = salaug_core::input_gradient_weighted(&model, x.clone(), one_hot * 0.5, &[]).unwrap();
+    (a.gradient * 0.5)
+        .into_data()
+        .assert_approx_eq::<f64>(&c.gradient.into_data(), Default::default());
+    let wrong = Tensor::<GB, 2>::ones([2, classes + 1], &device);
+    assert!(salaug_core::input_gradient_weighted(&model, x, wrong, &[]).is_err());
+}

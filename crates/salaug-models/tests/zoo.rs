@@ -96,7 +96,7 @@ fn imagenet_variants_map_224_to_logits() {
             Arch::SmallCnn => vec![
                 ("block1", [1, 32, 56, 56]),
                 ("block2", [1, 64, 28, 28]),
-                ("pool", [1, 64, 1, 1]),
+                ("pool", [1, 64, 4, 4]),
             ],
         };
         let got: Vec<(&str, [usize; 4])> = features.iter().map(|(n, f)| (*n, f.dims())).collect();

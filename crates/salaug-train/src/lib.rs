@@ -1,7 +1,15 @@
 //! # salaug-train
 //!
-//! Datasets, the Burn Learner with a saliency TrainStep, and the `salaug` command-line tool.
-//!
-//! **Not written yet.** This crate is part of the workspace layout; it holds no code until its
-//! issue is done, and nothing in it claims to work. Use [`salaug_core`] with your own model
-//! meanwhile.
+//! Datasets in their real formats ([`data`]), the Burn Learner with the saliency training step
+//! ([`trainee`]), the run loop with checkpoints, resume and per-epoch metrics ([`run`]), and
+//! the `salaug` command-line tool built on them.
+
+pub mod config;
+pub mod data;
+pub mod render;
+pub mod run;
+pub mod saliency_png;
+pub mod schedule;
+pub mod trainee;
+
+pub use config::RunConfig;

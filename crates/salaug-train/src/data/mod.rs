@@ -1,0 +1,362 @@
+//! Datasets in their real on-disk formats, held in memory as `u8` pixels.
+//!
+//! | dataset | format | files |
+//! |---|---|---|
+//! | Fashion-MNIST | gzipped IDX | `{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz` |
+//! | CIFAR-10 | binary version | `cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin` |
+//! | CIFAR-100 | binary version | `cifar-100-binary/{train,test}.bin` (fine labels) |
+//! | SVHN | MATLAB v5 | `train_32x32.mat`, `test_32x32.mat` (label 10 is digit 0) |
+//! | ImageNet-style | class folders | `<root>/{train,val}/<class>/*.{jpg,jpeg,png}` |
+//!
+//! Every reader checks sizes, headers and (where the dataset fixes them) checksums, and
+//! names the file and the problem in its error. Nothing is cached half-written: downloads go
+//! to a temporary file that is renamed only after its checksum matched.
+
+mod cifar;
+mod download;
+mod folder;
+mod idx;
+mod mat;
+mod prepare;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+pub use cifar::{read_cifar, CifarKind};
+pub use download::{fetch, Remote};
+pub use folder::read_image_folder;
+pub use idx::{read_fashion_mnist, read_idx_images, read_idx_labels, FASHION_MNIST_FILES};
+pub use mat::{read_svhn, MatArray, MatFile};
+pub use prepare::Prepare;
+
+/// A failure to read a dataset, naming the file and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is there but its content is wrong.
+    #[error("{path}: {problem}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// No folder holds the dataset.
+    #[error("{dataset} not found; looked in: {looked}. {hint}")]
+    NotFound {
+        /// The dataset.
+        dataset: &'static str,
+        /// The folders searched.
+        looked: String,
+        /// How to get it.
+        hint: String,
+    },
+}
+
+impl DataError {
+    pub(crate) fn corrupt(path: &Path, problem: impl Into<String>) -> Self {
+        DataError::Corrupt {
+            path: path.to_path_buf(),
+            problem: problem.into(),
+        }
+    }
+
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Reads a whole file, naming it in the error.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
+    std::fs::read(path).map_err(|e| DataError::io(path, e))
+}
+
+/// The datasets salaug reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetKind {
+    /// Fashion-MNIST (Zalando), 28×28 gray, 10 classes.
+    FashionMnist,
+    /// CIFAR-10, 32×32 RGB, 10 classes.
+    Cifar10,
+    /// CIFAR-100, 32×32 RGB, 100 classes (fine labels).
+    Cifar100,
+    /// SVHN cropped digits, 32×32 RGB, 10 classes.
+    Svhn,
+    /// ImageNet-style class folders.
+    ImageFolder,
+}
+
+impl DatasetKind {
+    /// The name used in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::FashionMnist => "fashion_mnist",
+            DatasetKind::Cifar10 => "cifar10",
+            DatasetKind::Cifar100 => "cifar100",
+            DatasetKind::Svhn => "svhn",
+            DatasetKind::ImageFolder => "image_folder",
+        }
+    }
+}
+
+/// Which half of a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// The training images.
+    Train,
+    /// The held-out test images.
+    Test,
+}
+
+/// Images as `u8` in `[n, channels, height, width]` order, with their class indices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageSet {
+    /// Pixels, row-major `[n, c, h, w]`.
+    pub pixels: Vec<u8>,
+    /// Class index of each image.
+    pub labels: Vec<usize>,
+    /// `[channels, height, width]` of every image.
+    pub shape: [usize; 3],
+    /// Number of classes.
+    pub classes: usize,
+}
+
+impl ImageSet {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Pixels of one image, `[c, h, w]`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let size = self.shape.iter().product::<usize>();
+        &self.pixels[i * size..(i + 1) * size]
+    }
+
+    /// The first `per_class` images of every class, in their original order (a balanced,
+    /// deterministic subset), or everything when `per_class` is `None`.
+    pub fn balanced_subset(self, limit: Option<usize>) -> ImageSet {
+        let Some(limit) = limit else { return self };
+        if limit >= self.len() {
+            return self;
+        }
+        let per_class = limit.div_ceil(self.classes);
+        let mut taken = vec![0usize; self.classes];
+        let mut keep = Vec::with_capacity(limit);
+        for (i, &l) in self.labels.iter().enumerate() {
+            if keep.len() == limit {
+                break;
+            }
+            if taken[l] < per_class {
+                taken[l] += 1;
+                keep.push(i);
+            }
+        }
+        self.select(&keep)
+    }
+
+    /// The images at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> ImageSet {
+        let mut pixels = Vec::with_capacity(indices.len() * self.shape.iter().product::<usize>());
+        for &i in indices {
+            pixels.extend_from_slice(self.image(i));
+        }
+        ImageSet {
+            pixels,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            shape: self.shape,
+            classes: self.classes,
+        }
+    }
+
+    /// Images `[n, c, h, w]` in `[0, 1]` as a tensor, for the given indices.
+    pub fn tensor<B: Backend>(&self, indices: &[usize], device: &B::Device) -> Tensor<B, 4> {
+        let [c, h, w] = self.shape;
+        let mut values = Vec::with_capacity(indices.len() * c * h * w);
+        for &i in indices {
+            values.extend(self.image(i).iter().map(|&p| p as f32 / 255.0));
+        }
+        Tensor::from_data(TensorData::new(values, [indices.len(), c, h, w]), device)
+    }
+}
+
+/// Loads one split of a dataset from `root` (the folder holding its files).
+pub fn load(kind: DatasetKind, root: &Path, split: Split) -> Result<ImageSet, DataError> {
+    match kind {
+        DatasetKind::FashionMnist => read_fashion_mnist(root, split),
+        DatasetKind::Cifar10 => read_cifar(root, CifarKind::Cifar10, split),
+        DatasetKind::Cifar100 => read_cifar(root, CifarKind::Cifar100, split),
+        DatasetKind::Svhn => read_svhn(root, split),
+        DatasetKind::ImageFolder => Err(DataError::NotFound {
+            dataset: "image_folder",
+            looked: root.display().to_string(),
+            hint: "image folders are read with read_image_folder and a target size".into(),
+        }),
+    }
+}
+
+/// The folders searched for a dataset, in order: `explicit`, `$SALAUG_DATA`, then the
+/// system folder of the Debian package (Fashion-MNIST only).
+pub fn search_path(kind: DatasetKind, explicit: Option<&Path>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(p) = explicit {
+        out.push(p.to_path_buf());
+        out.push(p.join(kind.name()));
+    }
+    if let Some(env) = std::env::var_os("SALAUG_DATA") {
+        let p = PathBuf::from(env);
+        out.push(p.join(kind.name()));
+        out.push(p);
+    }
+    if kind == DatasetKind::FashionMnist {
+        out.push(PathBuf::from("/usr/share/datasets/fashion-mnist"));
+    }
+    out
+}
+
+/// Whether `root` holds the files of `kind`.
+pub fn present(kind: DatasetKind, root: &Path) -> bool {
+    let files: Vec<&str> = match kind {
+        DatasetKind::FashionMnist => FASHION_MNIST_FILES.iter().map(|f| f.0).collect(),
+        DatasetKind::Cifar10 => vec!["cifar-10-batches-bin/test_batch.bin"],
+        DatasetKind::Cifar100 => vec!["cifar-100-binary/test.bin"],
+        DatasetKind::Svhn => vec!["train_32x32.mat", "test_32x32.mat"],
+        DatasetKind::ImageFolder => vec!["train"],
+    };
+    files.iter().all(|f| root.join(f).exists())
+}
+
+/// Finds the folder holding `kind`, or fetches it into `cache` (with the `download` feature).
+pub fn locate(
+    kind: DatasetKind,
+    explicit: Option<&Path>,
+    cache: &Path,
+) -> Result<PathBuf, DataError> {
+    let mut looked = search_path(kind, explicit);
+    if let Some(found) = looked.iter().find(|p| present(kind, p)) {
+        return Ok(found.clone());
+    }
+    let target = cache.join(kind.name());
+    if present(kind, &target) {
+        return Ok(target);
+    }
+    looked.push(target.clone());
+    if let Some(remote) = Remote::of(kind) {
+        if download::enabled() {
+            fetch(&remote, &target)?;
+            return Ok(target);
+        }
+    }
+    let hint = match kind {
+        DatasetKind::FashionMnist => {
+            "Install it with `apt-get install dataset-fashion-mnist`, pass --data-dir, or build with --features download to fetch it"
+        }
+        DatasetKind::ImageFolder => "Pass --data-dir pointing at a folder with train/ and val/ class folders",
+        _ => "Pass --data-dir or set $SALAUG_DATA, or build with --features download to fetch it",
+    };
+    Err(DataError::NotFound {
+        dataset: kind.name(),
+        looked: looked
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        hint: hint.into(),
+    })
+}
+
+/// One training example: its index in the [`ImageSet`].
+pub type Item = usize;
+
+/// A dataset of indices into a shared [`ImageSet`], for burn's data loader.
+#[derive(Debug, Clone)]
+pub struct IndexDataset {
+    len: usize,
+}
+
+impl IndexDataset {
+    /// Indices `0..len`.
+    pub fn new(len: usize) -> Self {
+        Self { len }
+    }
+}
+
+impl Dataset<Item> for IndexDataset {
+    fn get(&self, index: usize) -> Option<Item> {
+        (index < self.len).then_some(index)
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// A batch: images in `[0, 1]`, class indices, and the dataset indices of its images.
+#[derive(Debug, Clone)]
+pub struct Batch<B: Backend> {
+    /// `[batch, channels, h, w]` in `[0, 1]`.
+    pub images: Tensor<B, 4>,
+    /// `[batch]` class indices.
+    pub targets: Tensor<B, 1, Int>,
+    /// Class indices on the host.
+    pub labels: Vec<usize>,
+    /// The images' indices in the dataset (they seed the augmentation of this batch).
+    pub indices: Vec<usize>,
+}
+
+/// Turns indices into a [`Batch`] from a prepared [`ImageSet`].
+#[derive(Debug, Clone)]
+pub struct ImageBatcher {
+    set: Arc<ImageSet>,
+}
+
+impl ImageBatcher {
+    /// A batcher over `set`.
+    pub fn new(set: Arc<ImageSet>) -> Self {
+        Self { set }
+    }
+
+    /// The batch of the images at `indices`.
+    pub fn make<B: Backend>(&self, indices: Vec<usize>, device: &B::Device) -> Batch<B> {
+        let labels: Vec<usize> = indices.iter().map(|&i| self.set.labels[i]).collect();
+        let targets = Tensor::from_data(
+            TensorData::new(
+                labels.iter().map(|&l| l as i64).collect::<Vec<_>>(),
+                [labels.len()],
+            ),
+            device,
+        );
+        Batch {
+            images: self.set.tensor(&indices, device),
+            targets,
+            labels,
+            indices,
+        }
+    }
+}
+
+impl<B: Backend> Batcher<B, Item, Batch<B>> for ImageBatcher {
+    fn batch(&self, items: Vec<Item>, device: &B::Device) -> Batch<B> {
+        self.make(items, device)
+    }
+}

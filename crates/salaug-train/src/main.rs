@@ -1,0 +1,238 @@
+//! `salaug`: train, evaluate and inspect saliency-augmented classifiers.
+//!
+//! ```sh
+//! salaug train --config configs/fmnist-sal.toml --set train.epochs=3 --out runs/sal
+//! salaug train --resume runs/sal          # continue a killed run
+//! salaug eval --run runs/sal
+//! salaug saliency --run runs/sal --test 8 --out maps/
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use salaug_core::backend::Selected;
+use salaug_train::run::{consistency, load_run, read_metrics, train};
+use salaug_train::{saliency_png, RunConfig};
+use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
+
+#[derive(Parser)]
+#[command(
+    name = "salaug",
+    version,
+    about = "Saliency-map based data augmentation on Burn"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model; the run directory gets the resolved config, metrics.csv, checkpoints,
+    /// the log and the final model.
+    Train {
+        /// The run config (TOML). Not needed with --resume.
+        #[arg(long, required_unless_present = "resume")]
+        config: Option<PathBuf>,
+        /// Override a config value: `--set train.epochs=3 --set augment.kind=rotation`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Run directory (default: runs/<config file stem>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue the run in this directory after its last finished epoch.
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "set", "out"])]
+        resume: Option<PathBuf>,
+    },
+    /// Test accuracy and saliency consistency of a finished run's final model.
+    Eval {
+        /// The run directory.
+        #[arg(long)]
+        run: PathBuf,
+    },
+    /// Saliency maps of images as PNGs: the image, its map and an overlay.
+    Saliency {
+        /// The run directory.
+        #[arg(long)]
+        run: PathBuf,
+        /// Image files (PNG/JPEG); resized to the model's input.
+        #[arg(long, num_args = 1..)]
+        images: Vec<PathBuf>,
+        /// Or the first N test images of the run's dataset.
+        #[arg(long, default_value_t = 0)]
+        test: usize,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Time training steps of a config (per-iteration time and peak memory, as the paper's
+    /// table 4); prints one CSV line: arch,strategy,batch,ms_per_iter,iters,peak_rss_mib,device.
+    Time {
+        /// The run config (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Override a config value.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Untimed warm-up steps.
+        #[arg(long, default_value_t = 100)]
+        warmup: usize,
+        /// Timed steps.
+        #[arg(long, default_value_t = 100)]
+        iters: usize,
+    },
+}
+
+fn init_logging(log_file: Option<&Path>) -> Result<()> {
+    let filter = || {
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info,burn_train=warn,burn_core=warn"))
+    };
+    let stderr = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_filter(filter());
+    let file = match log_file {
+        Some(path) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening log {}", path.display()))?;
+            Some(
+                fmt::layer()
+                    .with_writer(Mutex::new(f))
+                    .with_ansi(false)
+                    .with_target(false)
+                    .with_filter(filter()),
+            )
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(stderr)
+        .with(file)
+        .init();
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let device = Default::default();
+    match cli.command {
+        Command::Train {
+            config,
+            set,
+            out,
+            resume,
+        } => {
+            let (config, dir, resume) = match (config, resume) {
+                (_, Some(dir)) => {
+                    let path = dir.join("config.toml");
+                    if !path.exists() {
+                        bail!("{}: not a run directory (no config.toml)", dir.display());
+                    }
+                    (RunConfig::load(&path, &[])?, dir, true)
+                }
+                (Some(path), None) => {
+                    let config = RunConfig::load(&path, &set)?;
+                    let dir = out.unwrap_or_else(|| {
+                        Path::new("runs").join(path.file_stem().unwrap_or_default())
+                    });
+                    (config, dir, false)
+                }
+                (None, None) => bail!("pass --config or --resume"),
+            };
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            init_logging(Some(&dir.join("train.log")))?;
+            tracing::info!(
+                "{} run in {} ({} on {}, strategy {}, augmentation {})",
+                if resume { "resuming" } else { "starting" },
+                dir.display(),
+                config.model.arch,
+                config.data.dataset.name(),
+                config.train.strategy.name(),
+                config.augment.name()
+            );
+            let metrics = train::<Selected>(config, &dir, resume, &device)?;
+            if let Some(last) = metrics.last() {
+                println!(
+                    "{}: {} epochs, test accuracy {:.2}%, saliency consistency {:.5}",
+                    dir.display(),
+                    last.epoch,
+                    100.0 * last.test_acc,
+                    last.consistency
+                );
+            }
+        }
+        Command::Eval { run } => {
+            init_logging(None)?;
+            let (config, data, model) = load_run::<Selected>(&run, &device)?;
+            let acc = salaug_train::run::evaluate_inner(&model, &data.test, 256, &device);
+            let cons = consistency(
+                &model,
+                &data.test,
+                config.metrics.consistency_images,
+                &device,
+            )?;
+            let epochs = read_metrics(&run)?.len();
+            println!(
+                "{}: {} epochs; test accuracy {:.2}% on {} images; saliency consistency {:.5}",
+                run.display(),
+                epochs,
+                100.0 * acc,
+                data.test.len(),
+                cons
+            );
+        }
+        Command::Saliency {
+            run,
+            images,
+            test,
+            out,
+        } => {
+            init_logging(None)?;
+            if images.is_empty() && test == 0 {
+                bail!("pass --images FILE... or --test N");
+            }
+            let (_, data, model) = load_run::<Selected>(&run, &device)?;
+            let written = saliency_png::write_maps(&model, &data, &images, test, &out, &device)?;
+            println!("wrote {} files to {}", written, out.display());
+        }
+        Command::Time {
+            config,
+            set,
+            warmup,
+            iters,
+        } => {
+            init_logging(None)?;
+            let config = RunConfig::load(&config, &set)?;
+            let t =
+                salaug_train::run::time_steps::<Selected>(config.clone(), warmup, iters, &device)?;
+            println!(
+                "{},{},{},{:.3},{},{},{}",
+                config.model.arch,
+                config.train.strategy.name(),
+                config.train.batch_size,
+                t.ms_per_iter,
+                t.iters,
+                t.peak_rss_mib.map_or("".into(), |m| format!("{m:.1}")),
+                t.device.replace(',', ";")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,666 @@
+//! A training run: data, model, the epoch loop around burn's Learner, checkpoints, resume and
+//! per-epoch metrics, all under one run directory.
+//!
+//! ```text
+//! <run>/config.toml     the resolved config (with the normalisation actually used)
+//! <run>/metrics.csv     one row per finished epoch
+//! <run>/train.log       the log (also on stderr)
+//! <run>/checkpoint/     model, optimiser and scheduler after each of the last two epochs
+//! <run>/model.mpk       the final model
+//! ```
+//!
+//! Each epoch is one `SupervisedTraining::launch` that starts from the previous epoch's
+//! checkpoint. A fresh run and a resumed one therefore take exactly the same path: `--resume`
+//! continues after the last epoch in `metrics.csv` whose checkpoint exists, with the same
+//! shuffles (seeded by run seed and epoch) and augmentations (seeded by run seed and batch).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use burn::backend::Autodiff;
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
+use burn::module::{AutodiffModule, Module};
+use burn::optim::{
+    decay::WeightDecayConfig, momentum::MomentumConfig, AdamConfig, AdamWConfig, Optimizer,
+    SgdConfig,
+};
+use burn::prelude::*;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use burn::train::checkpoint::KeepLastNCheckpoints;
+use burn::train::metric::{AccuracyMetric, LossMetric};
+use burn::train::{Learner, SupervisedTraining};
+use rand::{rngs::StdRng, SeedableRng};
+use salaug_augment::{Augmentation, Compare, HorizontalFlip, Rescale, Rotation};
+use salaug_core::{input_gradient, materialize, ChannelReduction, SaliencyLossConfig};
+
+use crate::config::{self, RunConfig};
+use crate::data::{
+    load, locate, read_image_folder, Batch, DatasetKind, ImageBatcher, ImageSet, IndexDataset,
+    Split,
+};
+use crate::render::Progress;
+use crate::schedule::Scheduler;
+use crate::trainee::{Plan, Trainee};
+
+/// The recorder of checkpoints and final models (full precision, named MessagePack).
+pub type ModelRecorder = NamedMpkFileRecorder<FullPrecisionSettings>;
+
+/// The prepared training and test images.
+#[derive(Debug, Clone)]
+pub struct Data {
+    /// Training images.
+    pub train: Arc<ImageSet>,
+    /// Held-out test images.
+    pub test: Arc<ImageSet>,
+    /// Where they were read from.
+    pub root: PathBuf,
+}
+
+/// Where downloads are cached: `$SALAUG_DATA`, else `~/.cache/salaug`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("SALAUG_DATA") {
+        return PathBuf::from(d);
+    }
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".cache/salaug"))
+        .unwrap_or_else(|| PathBuf::from(".salaug-data"))
+}
+
+/// Finds, reads, subsets and prepares the data; fills in `data.mean`/`data.std` if absent.
+pub fn load_data(config: &mut RunConfig) -> Result<Data> {
+    let kind = config.data.dataset;
+    let root = locate(kind, config.data.dir.as_deref(), &cache_dir())?;
+    tracing::info!("reading {} from {}", kind.name(), root.display());
+    let (train, test) = if kind == DatasetKind::ImageFolder {
+        (
+            read_image_folder(&root, Split::Train, config.data.folder_size)?,
+            read_image_folder(&root, Split::Test, config.data.folder_size)?,
+        )
+    } else {
+        (
+            load(kind, &root, Split::Train)?,
+            load(kind, &root, Split::Test)?,
+        )
+    };
+    let prep = config.data.prepare;
+    let train = prep.apply(train.balanced_subset(config.data.train_limit));
+    let test = prep.apply(test.balanced_subset(config.data.test_limit));
+    let c = train.shape[0];
+    if config.data.mean.is_none() || config.data.std.is_none() {
+        let (mean, std) = channel_stats(&train);
+        config.data.mean.get_or_insert(mean);
+        config.data.std.get_or_insert(std);
+    }
+    for (key, v) in [
+        ("data.mean", &config.data.mean),
+        ("data.std", &config.data.std),
+    ] {
+        let n = v.as_ref().map_or(0, Vec::len);
+        if n != 1 && n != c {
+            bail!("{key} has {n} values for images with {c} channel(s)");
+        }
+    }
+    tracing::info!(
+        "{} training and {} test images of {:?}, {} classes",
+        train.len(),
+        test.len(),
+        train.shape,
+        train.classes
+    );
+    Ok(Data {
+        train: Arc::new(train),
+        test: Arc::new(test),
+        root,
+    })
+}
+
+/// Per-channel mean and standard deviation of a set, in `[0, 1]` units.
+pub fn channel_stats(set: &ImageSet) -> (Vec<f64>, Vec<f64>) {
+    let [c, h, w] = set.shape;
+    let mut sum = vec![0f64; c];
+    let mut sq = vec![0f64; c];
+    for i in 0..set.len() {
+        for (ch, plane) in set.image(i).chunks(h * w).enumerate() {
+            for &p in plane {
+                let v = p as f64 / 255.0;
+                sum[ch] += v;
+                sq[ch] += v * v;
+            }
+        }
+    }
+    let n = (set.len() * h * w).max(1) as f64;
+    let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+    let std = sq
+        .iter()
+        .zip(&mean)
+        .map(|(q, m)| (q / n - m * m).max(0.0).sqrt().max(1e-3))
+        .collect();
+    (mean, std)
+}
+
+/// A freshly initialised trainee for `config` and `data`, seeded by the run seed.
+pub fn build_model<B: Backend>(
+    config: &RunConfig,
+    data: &Data,
+    device: &B::Device,
+) -> Result<Trainee<B>> {
+    let [c, _, _] = data.train.shape;
+    let model_config = config.model_config(c, data.train.classes);
+    model_config.validate()?;
+    let plan = Plan::new(
+        config,
+        data.train.classes,
+        config.data.mean.clone().unwrap_or_else(|| vec![0.0]),
+        config.data.std.clone().unwrap_or_else(|| vec![1.0]),
+    )?;
+    B::seed(device, config.seed);
+    let model = Trainee {
+        model: model_config.init::<B>(device),
+        plan,
+    };
+    materialize(&model);
+    Ok(model)
+}
+
+/// One row of `metrics.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochMetrics {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss L.
+    pub train_loss: f64,
+    /// Mean L_class.
+    pub train_class: f64,
+    /// Mean L_sal (0 when not trained).
+    pub train_sal: f64,
+    /// Mean L_inv (0 when not trained).
+    pub train_inv: f64,
+    /// Training accuracy on `x` and `T(x)` (batch statistics).
+    pub train_acc: f64,
+    /// Test cross-entropy (evaluation mode).
+    pub test_loss: f64,
+    /// Test accuracy (evaluation mode, running statistics).
+    pub test_acc: f64,
+    /// Saliency-consistency distance on held-out images (lower is more consistent).
+    pub consistency: f64,
+    /// Learning rate of the epoch's last step.
+    pub lr: f64,
+    /// Wall time of the epoch (training, test and consistency).
+    pub seconds: f64,
+}
+
+/// The header of `metrics.csv`.
+pub const METRICS_HEADER: &str =
+    "epoch,train_loss,train_class,train_sal,train_inv,train_acc,test_loss,test_acc,consistency,lr,seconds";
+
+impl EpochMetrics {
+    fn csv(&self) -> String {
+        format!(
+            "{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6e},{:.2}",
+            self.epoch,
+            self.train_loss,
+            self.train_class,
+            self.train_sal,
+            self.train_inv,
+            self.train_acc,
+            self.test_loss,
+            self.test_acc,
+            self.consistency,
+            self.lr,
+            self.seconds
+        )
+    }
+
+    fn parse(line: &str) -> Option<EpochMetrics> {
+        let v: Vec<f64> = line
+            .split(',')
+            .map(|s| s.trim().parse().ok())
+            .collect::<Option<_>>()?;
+        (v.len() == 11).then(|| EpochMetrics {
+            epoch: v[0] as usize,
+            train_loss: v[1],
+            train_class: v[2],
+            train_sal: v[3],
+            train_inv: v[4],
+            train_acc: v[5],
+            test_loss: v[6],
+            test_acc: v[7],
+            consistency: v[8],
+            lr: v[9],
+            seconds: v[10],
+        })
+    }
+}
+
+/// Reads `metrics.csv` of a run directory (empty if absent).
+pub fn read_metrics(dir: &Path) -> Result<Vec<EpochMetrics>> {
+    let path = dir.join("metrics.csv");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(EpochMetrics::parse(line).with_context(|| {
+            format!(
+                "{}: line {} is not a metrics row: {line}",
+                path.display(),
+                i + 1
+            )
+        })?);
+    }
+    Ok(out)
+}
+
+fn append_metrics(dir: &Path, m: &EpochMetrics) -> Result<()> {
+    let path = dir.join("metrics.csv");
+    let new = !path.exists();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if new {
+        writeln!(f, "{METRICS_HEADER}")?;
+    }
+    writeln!(f, "{}", m.csv())?;
+    Ok(())
+}
+
+/// The fixed transforms of the saliency-consistency metric: a horizontal flip, a rotation
+/// by up to 10° and a rescale by up to 10%, each always applied, drawn from seed 0.
+pub fn consistency_transforms() -> Vec<Augmentation> {
+    vec![
+        Augmentation::HorizontalFlip(HorizontalFlip { p: 1.0 }),
+        Augmentation::Rotation(Rotation {
+            p: 1.0,
+            ..Default::default()
+        }),
+        Augmentation::Rescale(Rescale {
+            p: 1.0,
+            ..Default::default()
+        }),
+    ]
+}
+
+/// Saliency consistency on `images`: the mean over [`consistency_transforms`] of the MSE
+/// between min-max-normalised `S(x)` and `T⁻¹(S(T(x)))` (gradient maps, max over channels,
+/// valid pixels only), in chunks of 64 images. Lower is more consistent. BatchNorm uses batch
+/// statistics here, as in the training step's saliency pass.
+pub fn consistency<B: Backend>(
+    model: &Trainee<B>,
+    set: &ImageSet,
+    count: usize,
+    device: &B::Device,
+) -> Result<f64> {
+    let loss = SaliencyLossConfig {
+        reduction: ChannelReduction::Max,
+        ..Default::default()
+    }
+    .init()?;
+    let n = count.min(set.len());
+    if n == 0 {
+        return Ok(f64::NAN);
+    }
+    let mut total = 0.0;
+    let mut parts = 0usize;
+    for t in consistency_transforms() {
+        let mut rng = StdRng::seed_from_u64(0);
+        for start in (0..n).step_by(64) {
+            let idx: Vec<usize> = (start..(start + 64).min(n)).collect();
+            if idx.len() < 2 {
+                continue;
+            }
+            let x = set.tensor::<B>(&idx, device);
+            let y: Vec<i64> = idx.iter().map(|&i| set.labels[i] as i64).collect();
+            let y = Tensor::<B, 1, Int>::from_data(TensorData::new(y.clone(), [idx.len()]), device);
+            let aug = t.run(x.clone(), &mut rng)?;
+            let both = Tensor::cat(vec![x, aug.images], 0);
+            let targets = Tensor::cat(vec![y.clone(), y], 0);
+            let g = input_gradient(model, both, targets, &[])?.gradient;
+            let maps = loss.reduce(g).chunk(2, 0);
+            let pair = aug
+                .transfer
+                .pair(maps[0].clone(), maps[1].clone(), Compare::Inverse)?;
+            let d = loss.forward(pair.reference, pair.other, pair.mask)?;
+            total += d.into_scalar().elem::<f64>() * idx.len() as f64;
+            parts += idx.len();
+        }
+    }
+    Ok(total / parts.max(1) as f64)
+}
+
+/// Evaluation-mode accuracy (running BatchNorm statistics) of a non-autodiff model.
+pub fn evaluate_inner<B: Backend>(
+    model: &Trainee<B>,
+    set: &Arc<ImageSet>,
+    batch: usize,
+    device: &B::Device,
+) -> f64 {
+    let batcher = ImageBatcher::new(set.clone());
+    let mut correct = 0;
+    for start in (0..set.len()).step_by(batch) {
+        let idx: Vec<usize> = (start..(start + batch).min(set.len())).collect();
+        let b: Batch<B> = batcher.make(idx, device);
+        correct += crate::trainee::accuracy(model, b.images, b.targets);
+    }
+    correct as f64 / set.len().max(1) as f64
+}
+
+/// Evaluation-mode (`train_mode = false`) or batch-statistics accuracy of `model` on `set`.
+pub fn evaluate<B: AutodiffBackend>(
+    model: &Trainee<B>,
+    set: &Arc<ImageSet>,
+    batch: usize,
+    train_mode: bool,
+    device: &B::Device,
+) -> f64 {
+    let mut correct = 0;
+    let inner = model.valid();
+    let batcher = ImageBatcher::new(set.clone());
+    for start in (0..set.len()).step_by(batch) {
+        let idx: Vec<usize> = (start..(start + batch).min(set.len())).collect();
+        let b: Batch<B> = batcher.make(idx, device);
+        correct += if train_mode {
+            crate::trainee::accuracy(model, b.images, b.targets)
+        } else {
+            crate::trainee::accuracy(&inner, b.images.inner(), b.targets.inner())
+        };
+    }
+    correct as f64 / set.len().max(1) as f64
+}
+
+fn checkpoint_exists(dir: &Path, epoch: usize) -> bool {
+    ["model", "optim", "scheduler"].iter().all(|n| {
+        dir.join("checkpoint")
+            .join(format!("{n}-{epoch}.mpk"))
+            .exists()
+    })
+}
+
+/// Trains `config` into `dir` on backend `B` (the Learner runs on `Autodiff<B>`).
+///
+/// With `resume`, continues after the last finished epoch of `dir`; otherwise `dir` must not
+/// hold a run yet. Returns every epoch's metrics (including earlier ones when resuming).
+pub fn train<B: Backend>(
+    mut config: RunConfig,
+    dir: &Path,
+    resume: bool,
+    device: &B::Device,
+) -> Result<Vec<EpochMetrics>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let done = read_metrics(dir)?;
+    if !done.is_empty() && !resume {
+        bail!(
+            "{} already holds a run ({} epoch(s) in metrics.csv); pass --resume to continue it or choose another output directory",
+            dir.display(),
+            done.len()
+        );
+    }
+    let start = match done.last() {
+        Some(last) if !checkpoint_exists(dir, last.epoch) => bail!(
+            "{}: metrics.csv ends at epoch {} but its checkpoint is missing; cannot resume",
+            dir.display(),
+            last.epoch
+        ),
+        Some(last) => last.epoch + 1,
+        None => 1,
+    };
+    let data = load_data(&mut config)?;
+    // The resolved config, with the normalisation used.
+    std::fs::write(dir.join("config.toml"), config.to_toml())
+        .with_context(|| format!("writing {}", dir.join("config.toml").display()))?;
+    match config.train.optimizer {
+        config::Optimizer::Sgd {
+            momentum,
+            nesterov,
+            weight_decay,
+        } => {
+            let mut c = SgdConfig::new();
+            if momentum > 0.0 {
+                c = c.with_momentum(Some(
+                    MomentumConfig::new()
+                        .with_momentum(momentum)
+                        .with_dampening(0.0)
+                        .with_nesterov(nesterov),
+                ));
+            }
+            if weight_decay > 0.0 {
+                c = c.with_weight_decay(Some(WeightDecayConfig::new(weight_decay as f32)));
+            }
+            epochs::<B, _>(&config, &data, dir, start, device, || c.init())
+        }
+        config::Optimizer::Adam { weight_decay } => {
+            let c = AdamConfig::new().with_weight_decay(
+                (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)),
+            );
+            epochs::<B, _>(&config, &data, dir, start, device, || c.init())
+        }
+        config::Optimizer::AdamW { weight_decay } => {
+            let c = AdamWConfig::new().with_weight_decay(weight_decay as f32);
+            epochs::<B, _>(&config, &data, dir, start, device, || c.init())
+        }
+    }?;
+    read_metrics(dir)
+}
+
+fn epochs<B, O>(
+    config: &RunConfig,
+    data: &Data,
+    dir: &Path,
+    start: usize,
+    device: &B::Device,
+    optimizer: impl Fn() -> O,
+) -> Result<()>
+where
+    B: Backend,
+    O: Optimizer<Trainee<Autodiff<B>>, Autodiff<B>> + 'static,
+{
+    let t = &config.train;
+    let per_epoch = data.train.len().div_ceil(t.batch_size);
+    let adevice = device.clone();
+    if start == 1 {
+        preflight::<B>(config, data, device)?;
+    }
+    for epoch in start..=t.epochs {
+        let started = Instant::now();
+        let model = build_model::<Autodiff<B>>(config, data, &adevice)?;
+        let plan = model.plan.clone();
+        let scheduler = Scheduler::new(t.lr, t.schedule, per_epoch, t.epochs);
+        let lr = scheduler.lr_at(epoch * per_epoch - 1);
+        let train_loader: Arc<dyn DataLoader<Autodiff<B>, Batch<Autodiff<B>>>> =
+            DataLoaderBuilder::new(ImageBatcher::new(data.train.clone()))
+                .batch_size(t.batch_size)
+                .shuffle(
+                    config
+                        .seed
+                        .wrapping_mul(1_000_003)
+                        .wrapping_add(epoch as u64),
+                )
+                .num_workers(t.workers)
+                .set_device(adevice.clone())
+                .build(IndexDataset::new(data.train.len()));
+        let test_loader: Arc<dyn DataLoader<B, Batch<B>>> =
+            DataLoaderBuilder::new(ImageBatcher::new(data.test.clone()))
+                .batch_size(t.batch_size.max(64))
+                .num_workers(t.workers)
+                .set_device(device.clone())
+                .build(IndexDataset::new(data.test.len()));
+        let mut training = SupervisedTraining::new(dir, train_loader, test_loader)
+            .metrics((AccuracyMetric::new(), LossMetric::new()))
+            .num_epochs(epoch)
+            .with_file_checkpointer(ModelRecorder::new())
+            .with_checkpointing_strategy(KeepLastNCheckpoints::new(2))
+            .renderer(Progress::new(epoch, t.epochs))
+            .with_application_logger(None);
+        if epoch > 1 {
+            training = training.checkpoint(epoch - 1);
+        }
+        let result = training.launch(Learner::new(model, optimizer(), scheduler));
+        let trained = result.model;
+        drop(result.renderer);
+        let (tr, va) = plan.take_tallies();
+        if tr.originals == 0 {
+            bail!("epoch {epoch} trained on no batches");
+        }
+        let consistency = consistency(
+            &trained,
+            &data.test,
+            config.metrics.consistency_images,
+            device,
+        )?;
+        let m = EpochMetrics {
+            epoch,
+            train_loss: tr.mean(tr.total),
+            train_class: tr.mean(tr.class),
+            train_sal: tr.mean(tr.sal),
+            train_inv: tr.mean(tr.inv),
+            train_acc: tr.accuracy(),
+            test_loss: va.mean(va.total),
+            test_acc: va.accuracy(),
+            consistency,
+            lr,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        tracing::info!(
+            "epoch {epoch}/{}: loss {:.4} (class {:.4}, sal {:.4}, inv {:.4}), train acc {:.2}%, test acc {:.2}%, consistency {:.5}, lr {:.3e}, {:.1} s",
+            t.epochs,
+            m.train_loss,
+            m.train_class,
+            m.train_sal,
+            m.train_inv,
+            100.0 * m.train_acc,
+            100.0 * m.test_acc,
+            m.consistency,
+            m.lr,
+            m.seconds
+        );
+        if !m.train_loss.is_finite() {
+            bail!(
+                "epoch {epoch}: the training loss is {}; lower train.lr or the loss weights",
+                m.train_loss
+            );
+        }
+        append_metrics(dir, &m)?;
+        if epoch == t.epochs {
+            let path = dir.join("model");
+            ModelRecorder::new()
+                .record(trained.into_record(), path.clone())
+                .with_context(|| format!("saving {}.mpk", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// One training step on the first batch, before the Learner starts: a configuration that
+/// cannot train (an augmentation without the comparison asked for, a feature tap the model
+/// lacks, a shape that does not fit) is reported as an error instead of a panic mid-run.
+fn preflight<B: Backend>(config: &RunConfig, data: &Data, device: &B::Device) -> Result<()> {
+    let model = build_model::<Autodiff<B>>(config, data, device)?;
+    let n = config.train.batch_size.min(data.train.len()).min(4).max(2);
+    let batch: Batch<Autodiff<B>> =
+        ImageBatcher::new(data.train.clone()).make((0..n).collect(), device);
+    let l = model
+        .losses(&batch)
+        .context("the configuration cannot train (checked on the first images)")?;
+    let v = l.total.into_scalar().elem::<f64>();
+    if !v.is_finite() {
+        bail!("the loss of the first images is {v}");
+    }
+    model.plan.take_tallies();
+    Ok(())
+}
+
+/// Loads a finished run's config, data and final model (on `B`, evaluation level).
+pub fn load_run<B: Backend>(
+    dir: &Path,
+    device: &B::Device,
+) -> Result<(RunConfig, Data, Trainee<B>)> {
+    let path = dir.join("config.toml");
+    let mut config = RunConfig::load(&path, &[])?;
+    let data = load_data(&mut config)?;
+    let model = build_model::<B>(&config, &data, device)?;
+    let file = dir.join("model");
+    if !file.with_extension("mpk").exists() {
+        bail!(
+            "{}: no final model (model.mpk); is the run finished?",
+            dir.display()
+        );
+    }
+    let record = ModelRecorder::new()
+        .load(file.clone(), device)
+        .with_context(|| format!("loading {}.mpk", file.display()))?;
+    Ok((config, data, model.load_record(record)))
+}
+
+/// Per-iteration time of a training step (the paper's table 4 measurement).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepTiming {
+    /// Mean milliseconds per timed iteration.
+    pub ms_per_iter: f64,
+    /// Timed iterations.
+    pub iters: usize,
+    /// Peak resident memory of the process in MiB (Linux `VmHWM`), if known.
+    pub peak_rss_mib: Option<f64>,
+    /// The backend's name for the device.
+    pub device: String,
+}
+
+/// The process's peak resident set size in MiB (Linux), if readable.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Times full training steps (augmentation, forward, the saliency pass when the strategy has
+/// one, backward, SGD update) on the first `train.batch_size` training images: `warmup`
+/// untimed steps, then the mean of `iters` timed ones, synchronising the device each step.
+pub fn time_steps<B: Backend>(
+    mut config: RunConfig,
+    warmup: usize,
+    iters: usize,
+    device: &B::Device,
+) -> Result<StepTiming> {
+    use burn::optim::GradientsParams;
+    if iters == 0 {
+        bail!("--iters must be at least 1");
+    }
+    let data = load_data(&mut config)?;
+    let n = config.train.batch_size.min(data.train.len());
+    if n < 2 {
+        bail!("need at least 2 training images to time a step");
+    }
+    let mut model = build_model::<Autodiff<B>>(&config, &data, device)?;
+    let batch: Batch<Autodiff<B>> =
+        ImageBatcher::new(data.train.clone()).make((0..n).collect(), device);
+    let mut optim = SgdConfig::new()
+        .with_momentum(Some(MomentumConfig::new().with_dampening(0.0)))
+        .init::<Autodiff<B>, Trainee<Autodiff<B>>>();
+    let mut total = 0.0;
+    for i in 0..warmup + iters {
+        let started = Instant::now();
+        let l = model.losses(&batch)?;
+        let grads = GradientsParams::from_grads(l.total.backward(), &model);
+        model = optim.step(config.train.lr, model, grads);
+        B::sync(device).map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))?;
+        if i >= warmup {
+            total += started.elapsed().as_secs_f64();
+        }
+    }
+    Ok(StepTiming {
+        ms_per_iter: 1e3 * total / iters as f64,
+        iters,
+        peak_rss_mib: peak_rss_mib(),
+        device: B::name(device),
+    })
+}

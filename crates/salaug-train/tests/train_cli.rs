@@ -1,0 +1,246 @@
+//! End-to-end runs of the `salaug` binary on real Fashion-MNIST (Debian package
+//! `dataset-fashion-mnist`, which `.ci/run` installs).
+//!
+//! The runs are serialised (one lock): they share the two cores and the backend's seed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use burn::backend::Autodiff;
+use salaug_core::backend::Selected;
+use salaug_train::run::{evaluate, evaluate_inner, load_run, read_metrics};
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
+
+fn config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/ci-fmnist.toml")
+}
+
+fn require_data() {
+    assert!(
+        Path::new(FMNIST).join("t10k-images-idx3-ubyte.gz").exists(),
+        "these tests need real Fashion-MNIST: apt-get install dataset-fashion-mnist"
+    );
+}
+
+fn salaug(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_salaug"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the salaug binary runs")
+}
+
+fn train(dir: &Path, sets: &[&str]) -> Output {
+    let mut args = vec![
+        "train".to_string(),
+        "--config".into(),
+        config().display().to_string(),
+        "--out".into(),
+        dir.display().to_string(),
+    ];
+    for s in sets {
+        args.push("--set".into());
+        args.push(s.to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    salaug(&args)
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "salaug failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn ref_and_sal_learn_fashion_mnist_and_sal_is_more_consistent() {
+    require_data();
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let (r, s) = (tmp.path().join("ref"), tmp.path().join("sal"));
+    ok(&train(&r, &["train.strategy=ref"]));
+    ok(&train(&s, &["train.strategy=sal"]));
+    let (mr, ms) = (read_metrics(&r).unwrap(), read_metrics(&s).unwrap());
+    let (lr, ls) = (mr.last().unwrap(), ms.last().unwrap());
+    eprintln!("ref: {lr:?}\nsal: {ls:?}");
+    assert!(lr.test_acc >= 0.70, "ref test accuracy {}", lr.test_acc);
+    assert!(ls.test_acc >= 0.70, "sal test accuracy {}", ls.test_acc);
+    assert!(
+        ls.consistency < lr.consistency,
+        "sal should lower the saliency-consistency distance: ref {} sal {}",
+        lr.consistency,
+        ls.consistency
+    );
+    assert!(ls.train_sal > 0.0 && lr.train_sal == 0.0);
+
+    // BatchNorm running statistics were updated and saved: evaluation-mode accuracy of the
+    // saved model is in line with its batch-statistics (training-mode) accuracy.
+    let device = Default::default();
+    let (_, data, model) = load_run::<Autodiff<Selected>>(&s, &device).unwrap();
+    let eval_mode = evaluate_inner(
+        &burn::module::AutodiffModule::valid(&model),
+        &data.test,
+        250,
+        &device,
+    );
+    let train_mode = evaluate(&model, &data.test, 250, true, &device);
+    eprintln!("eval-mode {eval_mode} train-mode {train_mode}");
+    assert!(
+        (eval_mode - ls.test_acc).abs() < 1e-9,
+        "eval reproduces the metrics row"
+    );
+    assert!(
+        (eval_mode - train_mode).abs() < 0.05,
+        "eval-mode {eval_mode} vs batch-statistics {train_mode}"
+    );
+
+    // `salaug eval` and `salaug saliency` on the finished run.
+    let out = salaug(&["eval", "--run", s.to_str().unwrap()]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("test accuracy"));
+    let maps = tmp.path().join("maps");
+    ok(&salaug(&[
+        "saliency",
+        "--run",
+        s.to_str().unwrap(),
+        "--test",
+        "2",
+        "--out",
+        maps.to_str().unwrap(),
+    ]));
+    let pngs: Vec<_> = std::fs::read_dir(&maps).unwrap().collect();
+    assert_eq!(pngs.len(), 6, "image, map and overlay for 2 images");
+    for p in pngs {
+        image::open(p.unwrap().path()).expect("a readable PNG");
+    }
+}
+
+#[test]
+fn a_killed_run_resumes_and_gives_the_same_results() {
+    require_data();
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let small = [
+        "train.strategy=sal",
+        "data.train_limit=256",
+        "data.test_limit=128",
+        "metrics.consistency_images=64",
+        "train.epochs=3",
+    ];
+    let whole = tmp.path().join("whole");
+    ok(&train(&whole, &small));
+
+    let killed = tmp.path().join("killed");
+    let mut args = vec![
+        "train".to_string(),
+        "--config".into(),
+        config().display().to_string(),
+        "--out".into(),
+        killed.display().to_string(),
+    ];
+    for s in small {
+        args.push("--set".into());
+        args.push(s.into());
+    }
+    let child = Arc::new(Mutex::new(
+        Command::new(env!("CARGO_BIN_EXE_salaug"))
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    ));
+    let started = Instant::now();
+    loop {
+        if read_metrics(&killed).map(|m| m.len()).unwrap_or(0) >= 1 {
+            child.lock().unwrap().kill().unwrap();
+            break;
+        }
+        if let Some(status) = child.lock().unwrap().try_wait().unwrap() {
+            panic!("the run ended ({status}) before it could be killed");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "no first epoch"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.lock().unwrap().wait().unwrap();
+    let before = read_metrics(&killed).unwrap().len();
+    assert!(before < 3, "killed before the end");
+
+    // Without --resume the directory is refused; with it the run finishes.
+    let refused = train(&killed, &small);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--resume"));
+    ok(&salaug(&["train", "--resume", killed.to_str().unwrap()]));
+    let (a, b) = (
+        read_metrics(&whole).unwrap(),
+        read_metrics(&killed).unwrap(),
+    );
+    assert_eq!(b.iter().map(|m| m.epoch).collect::<Vec<_>>(), [1, 2, 3]);
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(
+            (x.train_loss, x.test_acc, x.consistency),
+            (y.train_loss, y.test_acc, y.consistency),
+            "epoch {}: same seed, same results",
+            x.epoch
+        );
+    }
+}
+
+#[test]
+fn corrupt_data_and_bad_config_give_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A truncated IDX image file next to a good label file.
+    let data = tmp.path().join("fm");
+    std::fs::create_dir(&data).unwrap();
+    for split in ["train", "t10k"] {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        use std::io::Write;
+        gz.write_all(&[0, 0, 8, 3, 0, 0, 0, 10, 0, 0, 0, 28, 0, 0, 0, 28, 1, 2, 3])
+            .unwrap();
+        std::fs::write(
+            data.join(format!("{split}-images-idx3-ubyte.gz")),
+            gz.finish().unwrap(),
+        )
+        .unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&[0, 0, 8, 1, 0, 0, 0, 10, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+            .unwrap();
+        std::fs::write(
+            data.join(format!("{split}-labels-idx1-ubyte.gz")),
+            gz.finish().unwrap(),
+        )
+        .unwrap();
+    }
+    let dir = format!("data.dir=\"{}\"", data.display());
+    let out = train(&tmp.path().join("run"), &[&dir]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("train-images-idx3-ubyte.gz") && err.contains("truncated"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!tmp.path().join("run/metrics.csv").exists());
+
+    for (set, key) in [("train.lr=-1", "train.lr"), ("augment.p=1.5", "p")] {
+        let out = train(&tmp.path().join("run2"), &[set]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{set}");
+        assert!(
+            err.contains(key) && !err.contains("panicked"),
+            "{set}: {err}"
+        );
+    }
+    let out = salaug(&["train", "--resume", tmp.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a run directory"));
+}
