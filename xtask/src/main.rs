@@ -1,5 +1,8 @@
 //! Project tasks: `cargo xtask <command>` (the alias lives in `.cargo/config.toml`).
 
+mod reproduce;
+
+use std::path::PathBuf;
 use std::process::Command as Process;
 
 use anyhow::{bail, Context, Result};
@@ -24,6 +27,32 @@ enum Command {
     /// Run the slow finite-difference checks that CI skips (`#[ignore]`): L_sal's gradient for
     /// narrow full-depth ResNet-50, DenseNet-121, DenseNet-169 and VGG-19-BN (tens of minutes).
     GradcheckFull,
+    /// Reproduce one of the paper's tables from `configs/<table>.toml`: runs every cell and
+    /// seed through the `salaug` binary (skipping finished runs, resuming interrupted ones) and
+    /// writes `results/<table>-<mode>.md` and `.csv`.
+    Reproduce {
+        /// Which table.
+        #[arg(value_parser = ["table1", "table2", "table3", "table4"])]
+        table: String,
+        /// CPU-scale stand-in on Fashion-MNIST (the default).
+        #[arg(long, conflicts_with = "paper")]
+        quick: bool,
+        /// The paper's datasets and sizes (for a GPU machine with the datasets at hand).
+        #[arg(long)]
+        paper: bool,
+        /// Seeds per cell (default: the table's, 5 for table 1, 3 for table 2).
+        #[arg(long)]
+        seeds: Option<usize>,
+        /// Backend the `salaug` binary is built with.
+        #[arg(long, default_value = "flex", value_parser = ["flex", "ndarray", "wgpu", "cuda"])]
+        backend: String,
+        /// Folder holding the datasets (else $SALAUG_DATA and system folders).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Output folder for the tables and run directories.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+    },
     /// Run a benchmark in release mode and print its table.
     Bench {
         /// `layers`: the twice-differentiable layers vs burn's ops (salaug-models);
@@ -39,7 +68,7 @@ enum Command {
 
 const BACKENDS: [&str; 4] = ["flex", "ndarray", "wgpu", "cuda"];
 
-fn cargo(args: &[&str]) -> Result<()> {
+pub(crate) fn cargo(args: &[&str]) -> Result<()> {
     eprintln!("$ cargo {}", args.join(" "));
     let status = Process::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(args)
@@ -73,6 +102,33 @@ fn main() -> Result<()> {
                 ])?;
                 eprintln!("ok: {backend}");
             }
+            Ok(())
+        }
+        Command::Reproduce {
+            table,
+            quick: _,
+            paper,
+            seeds,
+            backend,
+            data_dir,
+            out,
+        } => {
+            if seeds == Some(0) {
+                bail!("--seeds must be at least 1");
+            }
+            let md = reproduce::reproduce(&reproduce::Options {
+                table,
+                mode: if paper {
+                    reproduce::Mode::Paper
+                } else {
+                    reproduce::Mode::Quick
+                },
+                seeds,
+                backend,
+                data_dir,
+                out,
+            })?;
+            println!("{md}");
             Ok(())
         }
         Command::GradcheckFull => cargo(&[

@@ -102,6 +102,7 @@ fn default_folder_size() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
     /// Architecture.
+    #[serde(default = "small_cnn")]
     pub arch: Arch,
     /// ImageNet (7×7/2 stem) or small-image (3×3/1) variant.
     #[serde(default)]
@@ -109,6 +110,10 @@ pub struct ModelSection {
     /// Width multiplier.
     #[serde(default = "one")]
     pub width: f64,
+}
+
+fn small_cnn() -> Arch {
+    Arch::SmallCnn
 }
 
 fn one() -> f64 {

@@ -227,7 +227,14 @@ pub(crate) mod tests {
             "{err}"
         );
 
-        write_idx(dir.path(), "t10k", &pixels, &[1], 4);
+        write_idx(dir.path(), "t10k", &pixels, &[1, 2], 4);
+        let mut lbl = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        lbl.write_all(&[0, 0, 8, 1, 0, 0, 0, 1, 5]).unwrap();
+        std::fs::write(
+            dir.path().join("t10k-labels-idx1-ubyte.gz"),
+            lbl.finish().unwrap(),
+        )
+        .unwrap();
         let err = read_fashion_mnist(dir.path(), Split::Test)
             .unwrap_err()
             .to_string();

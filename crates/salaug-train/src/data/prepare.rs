@@ -110,7 +110,7 @@ mod tests {
     #[test]
     fn pad_resize_rgb() {
         let set = ImageSet {
-            pixels: vec![9; 2 * 4],
+            pixels: vec![9; 2 * 2 * 4],
             labels: vec![0, 1],
             shape: [1, 2, 4],
             classes: 2,
