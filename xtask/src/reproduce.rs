@@ -449,7 +449,12 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-fn build_salaug(backend: &str) -> Result<PathBuf> {
+fn build_salaug(backend: &str, download: bool) -> Result<PathBuf> {
+    let features = if download {
+        format!("{backend},download")
+    } else {
+        backend.to_string()
+    };
     crate::cargo(&[
         "build",
         "--release",
@@ -457,12 +462,82 @@ fn build_salaug(backend: &str) -> Result<PathBuf> {
         "salaug-train",
         "--no-default-features",
         "--features",
-        backend,
+        &features,
     ])?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
     Ok(target.join("release").join("salaug"))
+}
+
+const FASHION_MNIST_FILE: &str = "t10k-images-idx3-ubyte.gz";
+const DEBIAN_FOLDER: &str = "/usr/share/datasets/fashion-mnist";
+
+/// Quick mode needs Fashion-MNIST. Finds it where `salaug` looks, else installs the Debian
+/// package (as root, or with sudo), else asks for a `salaug` built with the `download` feature,
+/// which fetches the official files (md5-checked) into its cache. Returns whether to build
+/// with `download`.
+fn ensure_fashion_mnist(data_dir: Option<&Path>) -> Result<bool> {
+    let mut places: Vec<PathBuf> = Vec::new();
+    if let Some(d) = data_dir {
+        places.push(d.to_path_buf());
+        places.push(d.join("fashion_mnist"));
+    }
+    if let Some(env) = std::env::var_os("SALAUG_DATA") {
+        places.push(PathBuf::from(&env).join("fashion_mnist"));
+        places.push(PathBuf::from(env));
+    }
+    places.push(PathBuf::from(DEBIAN_FOLDER));
+    if let Some(home) = std::env::var_os("HOME") {
+        places.push(PathBuf::from(home).join(".cache/salaug/fashion_mnist"));
+    }
+    if let Some(found) = places.iter().find(|p| p.join(FASHION_MNIST_FILE).exists()) {
+        eprintln!("data: Fashion-MNIST found in {}", found.display());
+        return Ok(false);
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    let sudo = !root
+        && Command::new("sudo")
+            .args(["-n", "true"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+    let apt = Command::new("apt-get").arg("--version").output().is_ok();
+    if apt && (root || sudo) {
+        eprintln!("data: Fashion-MNIST not found; installing the Debian package: apt-get install -y dataset-fashion-mnist");
+        let run = |args: &[&str]| -> bool {
+            let mut c = if sudo {
+                Command::new("sudo")
+            } else {
+                Command::new(args[0])
+            };
+            if sudo {
+                c.args(args);
+            } else {
+                c.args(&args[1..]);
+            }
+            c.env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        };
+        let installed = run(&["apt-get", "install", "-y", "-qq", "dataset-fashion-mnist"])
+            || (run(&["apt-get", "update", "-qq"])
+                && run(&["apt-get", "install", "-y", "-qq", "dataset-fashion-mnist"]));
+        if installed && Path::new(DEBIAN_FOLDER).join(FASHION_MNIST_FILE).exists() {
+            eprintln!("data: installed to {DEBIAN_FOLDER}");
+            return Ok(false);
+        }
+        eprintln!("data: the Debian package could not be installed");
+    }
+    eprintln!(
+        "data: Fashion-MNIST not found; building salaug with the `download` feature to fetch it from its official address (md5-checked) into $SALAUG_DATA or ~/.cache/salaug"
+    );
+    Ok(true)
 }
 
 fn salaug(bin: &Path, args: &[String]) -> Result<String> {
@@ -499,7 +574,11 @@ pub fn reproduce(opts: &Options) -> Result<String> {
         opts.backend,
         mode.description
     );
-    let bin = build_salaug(&opts.backend)?;
+    let download = match opts.mode {
+        Mode::Quick => ensure_fashion_mnist(opts.data_dir.as_deref())?,
+        Mode::Paper => false,
+    };
+    let bin = build_salaug(&opts.backend, download)?;
     let title = format!("{} — {} ({})", spec.table, spec.title, opts.mode.name());
     let (md, csv) = if spec.kind == "timing" {
         let rows = timing(&spec, opts, &bin, &base)?;
