@@ -565,7 +565,14 @@ where
 /// lacks, a shape that does not fit) is reported as an error instead of a panic mid-run.
 fn preflight<B: Backend>(config: &RunConfig, data: &Data, device: &B::Device) -> Result<()> {
     let model = build_model::<Autodiff<B>>(config, data, device)?;
-    let n = config.train.batch_size.min(data.train.len()).min(4).max(2);
+    if data.train.len() < 2 || data.test.is_empty() {
+        bail!(
+            "{} training and {} test images: at least 2 and 1 are needed",
+            data.train.len(),
+            data.test.len()
+        );
+    }
+    let n = config.train.batch_size.min(data.train.len()).clamp(2, 4);
     let batch: Batch<Autodiff<B>> =
         ImageBatcher::new(data.train.clone()).make((0..n).collect(), device);
     let l = model

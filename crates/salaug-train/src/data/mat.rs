@@ -251,7 +251,7 @@ pub fn read_svhn(root: &Path, split: Split) -> Result<ImageSet, DataError> {
     let mut labels = Vec::with_capacity(n);
     for i in 0..n {
         let v = y.data.get(i);
-        if !(v >= 1.0 && v <= 10.0 && v.fract() == 0.0) {
+        if !((1.0..=10.0).contains(&v) && v.fract() == 0.0) {
             return Err(bad(format!("label {v} of image {i} is not in 1..=10")));
         }
         labels.push(v as usize % 10);
