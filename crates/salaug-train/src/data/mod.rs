@@ -270,10 +270,11 @@ pub fn locate(
     }
     let hint = match kind {
         DatasetKind::FashionMnist => {
-            "Install it with `apt-get install dataset-fashion-mnist`, pass --data-dir, or build with --features download to fetch it"
+            "Install it with `apt-get install dataset-fashion-mnist`, point `data.dir` at the files (`--set data.dir=DIR`, or `--data-dir` for cargo xtask reproduce), or build salaug with `--features download` to fetch it"
         }
-        DatasetKind::ImageFolder => "Pass --data-dir pointing at a folder with train/ and val/ class folders",
-        _ => "Pass --data-dir or set $SALAUG_DATA, or build with --features download to fetch it",
+        DatasetKind::ImageFolder => "Set `data.dir` to a folder with train/ and val/ class folders",
+        DatasetKind::Svhn => "Set `data.dir` (or $SALAUG_DATA) to the folder with its files, or build salaug with `--features download` to fetch it",
+        DatasetKind::Cifar10 | DatasetKind::Cifar100 => "Set `data.dir` (or $SALAUG_DATA) to the folder holding the unpacked binary version (cifar-10-batches-bin/ or cifar-100-binary/)",
     };
     Err(DataError::NotFound {
         dataset: kind.name(),
