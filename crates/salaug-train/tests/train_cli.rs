@@ -35,7 +35,8 @@ fn salaug(args: &[&str]) -> Output {
         .expect("the salaug binary runs")
 }
 
-fn train(dir: &Path, sets: &[&str]) -> Output {
+/// `train --config ci-fmnist.toml --out DIR --set …`.
+fn train_args(dir: &Path, sets: &[&str]) -> Vec<String> {
     let mut args = vec![
         "train".to_string(),
         "--config".into(),
@@ -47,6 +48,11 @@ fn train(dir: &Path, sets: &[&str]) -> Output {
         args.push("--set".into());
         args.push(s.to_string());
     }
+    args
+}
+
+fn train(dir: &Path, sets: &[&str]) -> Output {
+    let args = train_args(dir, sets);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     salaug(&args)
 }
@@ -138,17 +144,7 @@ fn a_killed_run_resumes_and_gives_the_same_results() {
     ok(&train(&whole, &small));
 
     let killed = tmp.path().join("killed");
-    let mut args = vec![
-        "train".to_string(),
-        "--config".into(),
-        config().display().to_string(),
-        "--out".into(),
-        killed.display().to_string(),
-    ];
-    for s in small {
-        args.push("--set".into());
-        args.push(s.into());
-    }
+    let args = train_args(&killed, &small);
     let child = Arc::new(Mutex::new(
         Command::new(env!("CARGO_BIN_EXE_salaug"))
             .args(&args)
