@@ -122,7 +122,7 @@ pub fn input_gradient<B: Backend, M: Lift<B>>(
         &targets.dims(),
     )?;
     input_gradient_of(model, images, taps, |logits| {
-        target_score(logits, Tensor::from_inner(targets))
+        Ok(target_score(logits, Tensor::from_inner(targets)))
     })
 }
 
@@ -138,30 +138,15 @@ pub fn input_gradient_weighted<B: Backend, M: Lift<B>>(
     weights: Tensor<B, 2>,
     taps: &[String],
 ) -> Result<InputGradient<B>> {
-    let [batch, _, _, _] = images.dims();
-    check_shape(
-        "score weights rows (one per image)",
-        &[batch],
-        &[weights.dims()[0]],
-    )?;
     let weights = Tensor::<Outer<B>, 2>::from_inner(weights.detach());
-    let mut shape_error = None;
-    let out = input_gradient_of(model, images, taps, |logits| {
-        if logits.dims() != weights.dims() {
-            // Reported below; any score keeps the pass well-formed.
-            shape_error = Some((logits.dims(), weights.dims()));
-            return logits.sum();
-        }
-        (logits * weights).sum()
-    });
-    if let Some((logits, weights)) = shape_error {
-        return Err(crate::error::Error::Shape {
-            what: "score weights (one row of class weights per image)",
-            expected: logits.to_vec(),
-            got: weights.to_vec(),
-        });
-    }
-    out
+    input_gradient_of(model, images, taps, |logits| {
+        check_shape(
+            "score weights (one row of class weights per image)",
+            &logits.dims(),
+            &weights.dims(),
+        )?;
+        Ok((logits * weights).sum())
+    })
 }
 
 /// The shared body: lift, forward with the images as outer leaves, back-propagate `score`.
@@ -169,12 +154,12 @@ fn input_gradient_of<B: Backend, M: Lift<B>>(
     model: &M,
     images: Tensor<B, 4>,
     taps: &[String],
-    score: impl FnOnce(Tensor<Outer<B>, 2>) -> Tensor<Outer<B>, 1>,
+    score: impl FnOnce(Tensor<Outer<B>, 2>) -> Result<Tensor<Outer<B>, 1>>,
 ) -> Result<InputGradient<B>> {
     let lifted = lift(model);
     let leaf = Tensor::<Outer<B>, 4>::from_inner(images).require_grad();
     let (logits, features) = lifted.logits_and_features(leaf.clone(), taps)?;
-    let grads = score(logits.clone()).backward();
+    let grads = score(logits.clone())?.backward();
     let gradient = leaf
         .grad(&grads)
         .expect("the images are an outer leaf that requires grad");

@@ -312,3 +312,33 @@ fn weighted_score_with_one_hot_rows_equals_the_target_score_and_is_linear() {
     let wrong = Tensor::<GB, 2>::ones([2, classes + 1], &device);
     assert!(salaug_core::input_gradient_weighted(&model, x, wrong, &[]).is_err());
 }
+
+/// The soft-label score of mixing augmentations (`input_gradient_weighted`) is as twice
+/// differentiable as the one-hot one: L_sal between the maps of x and of its flip, each
+/// explaining a 0.7/0.3 mixture of its own label and another image's.
+#[test]
+fn soft_label_saliency_loss_matches_finite_differences() {
+    let device = Default::default();
+    let model = TestNet::<GB>::new(17, &device);
+    let (x, y) = batch::<GB>(19, 3, 8, &device);
+    let classes = model.logits(x.clone()).dims()[1];
+    let soft =
+        y.clone().one_hot(classes).float() * 0.7 + y.flip([0]).one_hot(classes).float() * 0.3;
+    let loss = SaliencyLossConfig::default().init().unwrap();
+    let report = gradcheck(
+        &model,
+        |m| {
+            let images = Tensor::cat(vec![x.clone(), x.clone().flip([3])], 0);
+            let weights = Tensor::cat(vec![soft.clone(), soft.clone()], 0);
+            let g = salaug_core::input_gradient_weighted(m, images, weights, &[])
+                .unwrap()
+                .gradient;
+            let maps = loss.reduce(g).chunk(2, 0);
+            loss.forward(maps[0].clone(), maps[1].clone().flip([3]), None)
+                .unwrap()
+        },
+        GradcheckConfig::default(),
+    );
+    assert!(report.loss.is_finite() && report.loss > 0.0, "{report}");
+    assert!(report.passes(TOL), "{report}");
+}

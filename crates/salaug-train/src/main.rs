@@ -170,7 +170,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval { run } => {
             init_logging(None)?;
             let (config, data, model) = load_run::<Selected>(&run, &device)?;
-            let acc = salaug_train::run::evaluate_inner(&model, &data.test, 256, &device);
+            let acc = salaug_train::run::evaluate(&model, &data.test, 256, &device);
             let cons = consistency(
                 &model,
                 &data.test,

@@ -22,14 +22,13 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use burn::backend::Autodiff;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
-use burn::module::{AutodiffModule, Module};
+use burn::module::Module;
 use burn::optim::{
     decay::WeightDecayConfig, momentum::MomentumConfig, AdamConfig, AdamWConfig, Optimizer,
     SgdConfig,
 };
 use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
-use burn::tensor::backend::AutodiffBackend;
 use burn::train::checkpoint::KeepLastNCheckpoints;
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, SupervisedTraining};
@@ -338,8 +337,10 @@ pub fn consistency<B: Backend>(
     Ok(total / parts.max(1) as f64)
 }
 
-/// Evaluation-mode accuracy (running BatchNorm statistics) of a non-autodiff model.
-pub fn evaluate_inner<B: Backend>(
+/// Accuracy of `model` on `set`. BatchNorm uses its running statistics on a plain backend
+/// (evaluation mode) and batch statistics on an autodiff backend (training mode), so the same
+/// call measures both.
+pub fn evaluate<B: Backend>(
     model: &Trainee<B>,
     set: &Arc<ImageSet>,
     batch: usize,
@@ -351,29 +352,6 @@ pub fn evaluate_inner<B: Backend>(
         let idx: Vec<usize> = (start..(start + batch).min(set.len())).collect();
         let b: Batch<B> = batcher.make(idx, device);
         correct += crate::trainee::accuracy(model, b.images, b.targets);
-    }
-    correct as f64 / set.len().max(1) as f64
-}
-
-/// Evaluation-mode (`train_mode = false`) or batch-statistics accuracy of `model` on `set`.
-pub fn evaluate<B: AutodiffBackend>(
-    model: &Trainee<B>,
-    set: &Arc<ImageSet>,
-    batch: usize,
-    train_mode: bool,
-    device: &B::Device,
-) -> f64 {
-    let mut correct = 0;
-    let inner = model.valid();
-    let batcher = ImageBatcher::new(set.clone());
-    for start in (0..set.len()).step_by(batch) {
-        let idx: Vec<usize> = (start..(start + batch).min(set.len())).collect();
-        let b: Batch<B> = batcher.make(idx, device);
-        correct += if train_mode {
-            crate::trainee::accuracy(model, b.images, b.targets)
-        } else {
-            crate::trainee::accuracy(&inner, b.images.inner(), b.targets.inner())
-        };
     }
     correct as f64 / set.len().max(1) as f64
 }

@@ -15,7 +15,6 @@
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
@@ -366,9 +365,4 @@ pub fn accuracy<B: Backend>(
     targets: Tensor<B, 1, Int>,
 ) -> usize {
     correct(&model.logits(images), &targets)
-}
-
-/// Makes the model's own (inner) copy of an autodiff-level trainee.
-pub fn inner<B: AutodiffBackend>(model: &Trainee<B>) -> Trainee<B::InnerBackend> {
-    model.valid()
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use burn::backend::Autodiff;
 use salaug_core::backend::Selected;
-use salaug_train::run::{evaluate, evaluate_inner, load_run, read_metrics};
+use salaug_train::run::{evaluate, load_run, read_metrics};
 
 static LOCK: Mutex<()> = Mutex::new(());
 
@@ -90,13 +90,13 @@ fn ref_and_sal_learn_fashion_mnist_and_sal_is_more_consistent() {
     // saved model is in line with its batch-statistics (training-mode) accuracy.
     let device = Default::default();
     let (_, data, model) = load_run::<Autodiff<Selected>>(&s, &device).unwrap();
-    let eval_mode = evaluate_inner(
+    let eval_mode = evaluate(
         &burn::module::AutodiffModule::valid(&model),
         &data.test,
         250,
         &device,
     );
-    let train_mode = evaluate(&model, &data.test, 250, true, &device);
+    let train_mode = evaluate(&model, &data.test, 250, &device);
     eprintln!("eval-mode {eval_mode} train-mode {train_mode}");
     assert!(
         (eval_mode - ls.test_acc).abs() < 1e-9,

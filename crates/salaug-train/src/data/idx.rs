@@ -70,74 +70,72 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
 }
 
-/// Reads an IDX image file (magic 0x803): `[n, 1, rows, cols]` pixels.
-pub fn read_idx_images(path: &Path) -> Result<(Vec<u8>, [usize; 3]), DataError> {
-    let bytes = decompressed(path)?;
-    if bytes.len() < 16 {
+/// Checks an IDX file: `magic`, then `ndims` big-endian sizes, then exactly the product of
+/// the sizes in bytes. Returns the sizes and the payload.
+fn idx_payload<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+    magic: u32,
+    ndims: usize,
+    what: &str,
+) -> Result<(Vec<usize>, &'a [u8]), DataError> {
+    let header = 4 + 4 * ndims;
+    if bytes.len() < header {
         return Err(DataError::corrupt(
             path,
             format!(
-                "{} bytes, too short for an IDX image header (16)",
+                "{} bytes, too short for an IDX {what} header ({header})",
                 bytes.len()
             ),
         ));
     }
-    let magic = be_u32(&bytes, 0);
-    if magic != IMAGES_MAGIC {
+    let found = be_u32(bytes, 0);
+    if found != magic {
         return Err(DataError::corrupt(
             path,
-            format!("magic number {magic:#010x}, expected {IMAGES_MAGIC:#010x} (IDX u8 images)"),
+            format!("magic number {found:#010x}, expected {magic:#010x} (IDX u8 {what})"),
         ));
     }
-    let (n, rows, cols) = (
-        be_u32(&bytes, 4) as usize,
-        be_u32(&bytes, 8) as usize,
-        be_u32(&bytes, 12) as usize,
-    );
-    let want = 16 + n * rows * cols;
+    let dims: Vec<usize> = (0..ndims)
+        .map(|i| be_u32(bytes, 4 + 4 * i) as usize)
+        .collect();
+    let want = header.saturating_add(dims.iter().fold(1usize, |a, &d| a.saturating_mul(d)));
     if bytes.len() != want {
+        let each: Vec<String> = dims[1..].iter().map(usize::to_string).collect();
+        let each = if each.is_empty() {
+            String::new()
+        } else {
+            format!(" of {}", each.join("×"))
+        };
         return Err(DataError::corrupt(
             path,
             format!(
-                "header says {n} images of {rows}×{cols} ({want} bytes) but the file has {} bytes{}",
+                "header says {} {what}{each} ({want} bytes) but the file has {} bytes{}",
+                dims[0],
                 bytes.len(),
-                if bytes.len() < want { " (truncated)" } else { "" }
+                if bytes.len() < want {
+                    " (truncated)"
+                } else {
+                    ""
+                }
             ),
         ));
     }
-    Ok((bytes[16..].to_vec(), [n, rows, cols]))
+    Ok((dims, &bytes[header..]))
+}
+
+/// Reads an IDX image file (magic 0x803): `[n, 1, rows, cols]` pixels.
+pub fn read_idx_images(path: &Path) -> Result<(Vec<u8>, [usize; 3]), DataError> {
+    let bytes = decompressed(path)?;
+    let (dims, pixels) = idx_payload(path, &bytes, IMAGES_MAGIC, 3, "images")?;
+    Ok((pixels.to_vec(), [dims[0], dims[1], dims[2]]))
 }
 
 /// Reads an IDX label file (magic 0x801).
 pub fn read_idx_labels(path: &Path) -> Result<Vec<usize>, DataError> {
     let bytes = decompressed(path)?;
-    if bytes.len() < 8 {
-        return Err(DataError::corrupt(
-            path,
-            format!(
-                "{} bytes, too short for an IDX label header (8)",
-                bytes.len()
-            ),
-        ));
-    }
-    let magic = be_u32(&bytes, 0);
-    if magic != LABELS_MAGIC {
-        return Err(DataError::corrupt(
-            path,
-            format!("magic number {magic:#010x}, expected {LABELS_MAGIC:#010x} (IDX u8 labels)"),
-        ));
-    }
-    let n = be_u32(&bytes, 4) as usize;
-    if bytes.len() != 8 + n {
-        return Err(DataError::corrupt(
-            path,
-            format!(
-                "header says {n} labels but the file has {} label bytes",
-                bytes.len() - 8
-            ),
-        ));
-    }
-    Ok(bytes[8..].iter().map(|&b| b as usize).collect())
+    let (_, labels) = idx_payload(path, &bytes, LABELS_MAGIC, 1, "labels")?;
+    Ok(labels.iter().map(|&b| b as usize).collect())
 }
 
 /// Reads one split of Fashion-MNIST from `root`.
