@@ -444,13 +444,12 @@ where
 {
     let t = &config.train;
     let per_epoch = data.train.len().div_ceil(t.batch_size);
-    let adevice = device.clone();
     if start == 1 {
         preflight::<B>(config, data, device)?;
     }
     for epoch in start..=t.epochs {
         let started = Instant::now();
-        let model = build_model::<Autodiff<B>>(config, data, &adevice)?;
+        let model = build_model::<Autodiff<B>>(config, data, device)?;
         let plan = model.plan.clone();
         let scheduler = Scheduler::new(t.lr, t.schedule, per_epoch, t.epochs);
         let lr = scheduler.lr_at(epoch * per_epoch - 1);
@@ -464,7 +463,7 @@ where
                         .wrapping_add(epoch as u64),
                 )
                 .num_workers(t.workers)
-                .set_device(adevice.clone())
+                .set_device(device.clone())
                 .build(IndexDataset::new(data.train.len()));
         let test_loader: Arc<dyn DataLoader<B, Batch<B>>> =
             DataLoaderBuilder::new(ImageBatcher::new(data.test.clone()))

@@ -20,7 +20,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 use rand::{rngs::StdRng, SeedableRng};
-use salaug_augment::{Augmentation, Compare};
+use salaug_augment::{Augmentation, Compare, Labels};
 use salaug_core::{
     input_gradient_weighted, invariance_loss, Classifier, FeatureDistance, LossWeights,
     SaliencyKind, SaliencyLoss, SaliencyMethod,
@@ -202,14 +202,6 @@ pub struct StepLosses<B: Backend> {
     pub targets: Tensor<B, 1, Int>,
 }
 
-fn one_hot_rows(labels: &[usize], classes: usize) -> Vec<f32> {
-    let mut out = vec![0.0; labels.len() * classes];
-    for (i, &l) in labels.iter().enumerate() {
-        out[i * classes + l] = 1.0;
-    }
-    out
-}
-
 impl<B: AutodiffBackend> Trainee<B> {
     /// The losses of one training step (steps 1–3 of the module docs); no backward.
     pub fn losses(&self, batch: &Batch<B>) -> anyhow::Result<StepLosses<B>> {
@@ -221,8 +213,9 @@ impl<B: AutodiffBackend> Trainee<B> {
         let mut rng = batch_rng(p.seed, &batch.indices);
         let aug = p.augment.run(x.clone(), &mut rng)?;
         let soft = aug.labels.soft_targets(&batch.labels, k);
-        let mut weights = one_hot_rows(&batch.labels, k);
-        weights.extend(soft.iter().map(|&w| w as f32));
+        let mut weights = Labels::Same.soft_targets(&batch.labels, k);
+        weights.extend_from_slice(&soft);
+        let weights: Vec<f32> = weights.into_iter().map(|w| w as f32).collect();
         let weights = Tensor::<B, 2>::from_data(TensorData::new(weights, [2 * n, k]), &device);
         let mut targets: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
         targets.extend(soft.chunks(k).map(|row| {
@@ -272,9 +265,9 @@ impl<B: AutodiffBackend> Trainee<B> {
 }
 
 impl<B: Backend> Trainee<B> {
-    /// `L_sal` of a batch `[x; T(x)]` whose score weights are `weights` (`[2n, classes]`).
-    /// At a non-autodiff level this is a measurement (the consistency metric); at an autodiff
-    /// level it is differentiable in the weights.
+    /// `L_sal` of a batch `[x; T(x)]` whose score weights are `weights` (`[2n, classes]`),
+    /// with the run's saliency method, loss and comparison; differentiable in the weights at
+    /// an autodiff level.
     pub fn saliency_loss(
         &self,
         both: Tensor<B, 4>,
