@@ -1,0 +1,308 @@
+//! The patched flex kernels (`vendor/burn-flex/PATCHES.md`) against burn's ndarray backend,
+//! through burn's public API: every result of the patched flex must be the same function of
+//! its inputs as ndarray's (f32, to 1e-4 relative to the result's scale).
+//!
+//! Convolutions are checked forward, for every first-order gradient (input, weight, bias) and
+//! for second-order gradients (the gradient of a function of an input gradient, as the
+//! saliency loss takes it), over geometries that cover stride, padding, dilation, groups,
+//! 1×1, rectangular kernels, output padding and batch sizes that split into image groups.
+
+use burn::backend::{Autodiff, Flex, NdArray};
+use burn::prelude::*;
+use burn::tensor::module::{conv2d, conv_transpose2d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+
+type F = Autodiff<Flex>;
+type N = Autodiff<NdArray<f32>>;
+
+/// Deterministic pseudo-random values in [-1, 1].
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn tensor<B: Backend, const D: usize>(shape: [usize; D], seed: u64) -> Tensor<B, D> {
+    let n = shape.iter().product();
+    Tensor::from_data(TensorData::new(values(n, seed), shape), &Default::default())
+}
+
+fn assert_close(what: &str, a: Vec<f32>, b: Vec<f32>) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
+    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!(
+            (x - y).abs() <= 1e-4 * scale,
+            "{what}: entry {i}: flex {x} vs ndarray {y} (scale {scale})"
+        );
+    }
+}
+
+fn data<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec().unwrap()
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    batch: usize,
+    cin: usize,
+    cout: usize,
+    size: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+    bias: bool,
+}
+
+const CASES: [Case; 9] = [
+    // ResNet's 3×3 / stride 1 / padding 1.
+    Case {
+        batch: 3,
+        cin: 4,
+        cout: 6,
+        size: [7, 6],
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+        groups: 1,
+        bias: false,
+    },
+    // Strided 3×3, batch that splits into several image groups (small planes).
+    Case {
+        batch: 70,
+        cin: 3,
+        cout: 5,
+        size: [4, 5],
+        kernel: [3, 3],
+        stride: [2, 2],
+        padding: [1, 1],
+        dilation: [1, 1],
+        groups: 1,
+        bias: true,
+    },
+    // 1×1 (pointwise), one image and many.
+    Case {
+        batch: 1,
+        cin: 5,
+        cout: 7,
+        size: [6, 6],
+        kernel: [1, 1],
+        stride: [1, 1],
+        padding: [0, 0],
+        dilation: [1, 1],
+        groups: 1,
+        bias: true,
+    },
+    Case {
+        batch: 40,
+        cin: 5,
+        cout: 7,
+        size: [3, 3],
+        kernel: [1, 1],
+        stride: [1, 1],
+        padding: [0, 0],
+        dilation: [1, 1],
+        groups: 1,
+        bias: false,
+    },
+    // 1×1 / stride 2 (a ResNet downsample).
+    Case {
+        batch: 2,
+        cin: 6,
+        cout: 4,
+        size: [7, 7],
+        kernel: [1, 1],
+        stride: [2, 2],
+        padding: [0, 0],
+        dilation: [1, 1],
+        groups: 1,
+        bias: false,
+    },
+    // ImageNet stem shape: 7×7 / 2 / 3.
+    Case {
+        batch: 2,
+        cin: 3,
+        cout: 8,
+        size: [13, 11],
+        kernel: [7, 7],
+        stride: [2, 2],
+        padding: [3, 3],
+        dilation: [1, 1],
+        groups: 1,
+        bias: false,
+    },
+    // Rectangular kernel, dilation, asymmetric stride and padding.
+    Case {
+        batch: 2,
+        cin: 4,
+        cout: 5,
+        size: [9, 8],
+        kernel: [3, 2],
+        stride: [1, 2],
+        padding: [2, 0],
+        dilation: [2, 1],
+        groups: 1,
+        bias: true,
+    },
+    // Groups.
+    Case {
+        batch: 3,
+        cin: 6,
+        cout: 9,
+        size: [5, 5],
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+        groups: 3,
+        bias: true,
+    },
+    // Single input channel (the small CNN's first layer).
+    Case {
+        batch: 4,
+        cin: 1,
+        cout: 32,
+        size: [8, 8],
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+        groups: 1,
+        bias: false,
+    },
+];
+
+/// Forward, first-order gradients and second-order gradients of one case on backend `B`:
+/// `y = conv(x, w, b)`; `g = ∂(Σ y·r)/∂x` (tracked); `L = Σ g² · s + Σ y²`; the gradients of
+/// `L` with respect to x, w and b.
+fn conv_results<B: burn::tensor::backend::AutodiffBackend>(c: Case) -> Vec<(String, Vec<f32>)> {
+    let x = tensor::<B, 4>([c.batch, c.cin, c.size[0], c.size[1]], 1).require_grad();
+    let w = tensor::<B, 4>([c.cout, c.cin / c.groups, c.kernel[0], c.kernel[1]], 2).require_grad();
+    let b = c.bias.then(|| tensor::<B, 1>([c.cout], 3).require_grad());
+    let options = ConvOptions::new(c.stride, c.padding, c.dilation, c.groups);
+    let y = conv2d(x.clone(), w.clone(), b.clone(), options.clone());
+    let r = tensor::<B, 4>(y.dims(), 4);
+    let first = (y.clone() * r).sum().backward();
+    let gx = x.grad(&first).unwrap();
+    let gw = w.grad(&first).unwrap();
+    let mut out = vec![
+        ("forward".to_string(), data(y.clone())),
+        ("x grad".to_string(), data(gx)),
+        ("w grad".to_string(), data(gw)),
+    ];
+    if let Some(b) = &b {
+        out.push(("b grad".into(), data(b.grad(&first).unwrap())));
+    }
+    out
+}
+
+/// The second-order part: the model at the inner level, the input gradient from a lifted
+/// (outer) pass, a loss of that gradient back-propagated to the weights (as salaug does).
+fn second_order<B: Backend>(c: Case) -> Vec<(String, Vec<f32>)> {
+    type Outer<B> = Autodiff<Autodiff<B>>;
+    let w: Tensor<Autodiff<B>, 4> =
+        tensor::<Autodiff<B>, 4>([c.cout, c.cin / c.groups, c.kernel[0], c.kernel[1]], 2)
+            .require_grad();
+    let x0: Tensor<Autodiff<B>, 4> =
+        tensor::<Autodiff<B>, 4>([c.batch, c.cin, c.size[0], c.size[1]], 1).require_grad();
+    let options = ConvOptions::new(c.stride, c.padding, c.dilation, c.groups);
+    // Outer level: x is a leaf, w a constant whose inner graph is kept.
+    let x = Tensor::<Outer<B>, 4>::from_inner(x0.clone()).require_grad();
+    let wo = Tensor::<Outer<B>, 4>::from_inner(w.clone());
+    let y = conv2d(x.clone(), wo, None, options);
+    let r = tensor::<Outer<B>, 4>(y.dims(), 5);
+    // A non-linear score so that the input gradient depends on x as well as on w.
+    let score = (y.clone() * r).sum() + (y.clone() * y).sum().mul_scalar(0.25);
+    let grads = score.backward();
+    let gx: Tensor<Autodiff<B>, 4> = x.grad(&grads).unwrap();
+    let s = tensor::<Autodiff<B>, 4>(gx.dims(), 6);
+    let loss = (gx.clone() * gx * s).sum();
+    let grads = loss.backward();
+    vec![
+        ("second-order w grad".into(), data(w.grad(&grads).unwrap())),
+        ("second-order x grad".into(), data(x0.grad(&grads).unwrap())),
+    ]
+}
+
+#[test]
+fn conv2d_matches_ndarray_to_second_order() {
+    for c in CASES {
+        let f = conv_results::<F>(c);
+        let n = conv_results::<N>(c);
+        for ((what, a), (_, b)) in f.into_iter().zip(n) {
+            assert_close(&format!("{c:?}: {what}"), a, b);
+        }
+        let f = second_order::<Flex>(c);
+        let n = second_order::<NdArray<f32>>(c);
+        for ((what, a), (_, b)) in f.into_iter().zip(n) {
+            assert_close(&format!("{c:?}: {what}"), a, b);
+        }
+    }
+}
+
+fn conv_transpose_results<B: burn::tensor::backend::AutodiffBackend>(
+    c: Case,
+    padding_out: [usize; 2],
+) -> Vec<(String, Vec<f32>)> {
+    // conv_transpose2d's weight is [channels_in, channels_out / groups, kh, kw].
+    let x = tensor::<B, 4>([c.batch, c.cin, c.size[0], c.size[1]], 7).require_grad();
+    let w = tensor::<B, 4>([c.cin, c.cout / c.groups, c.kernel[0], c.kernel[1]], 8).require_grad();
+    let b = c.bias.then(|| tensor::<B, 1>([c.cout], 9).require_grad());
+    let options = ConvTransposeOptions::new(c.stride, c.padding, padding_out, c.dilation, c.groups);
+    let y = conv_transpose2d(x.clone(), w.clone(), b.clone(), options);
+    let r = tensor::<B, 4>(y.dims(), 10);
+    let grads = (y.clone() * r).sum().backward();
+    let mut out = vec![
+        ("transpose forward".to_string(), data(y)),
+        (
+            "transpose x grad".to_string(),
+            data(x.grad(&grads).unwrap()),
+        ),
+        (
+            "transpose w grad".to_string(),
+            data(w.grad(&grads).unwrap()),
+        ),
+    ];
+    if let Some(b) = &b {
+        out.push(("transpose b grad".into(), data(b.grad(&grads).unwrap())));
+    }
+    out
+}
+
+#[test]
+fn conv_transpose2d_matches_ndarray() {
+    for c in CASES {
+        let c = Case {
+            cin: c.cout / c.groups * c.groups,
+            cout: c.cin,
+            ..c
+        };
+        // conv_transpose2d needs cin divisible by groups and cout = (cout/groups)·groups.
+        if c.cin % c.groups != 0 || c.cout % c.groups != 0 {
+            continue;
+        }
+        let outs: &[[usize; 2]] = if c.stride[0] > 1 && c.stride[1] > 1 {
+            &[[0, 0], [1, 1]]
+        } else {
+            &[[0, 0]]
+        };
+        for &po in outs {
+            let f = conv_transpose_results::<F>(c, po);
+            let n = conv_transpose_results::<N>(c, po);
+            for ((what, a), (_, b)) in f.into_iter().zip(n) {
+                assert_close(&format!("{c:?} padding_out {po:?}: {what}"), a, b);
+            }
+        }
+    }
+}
