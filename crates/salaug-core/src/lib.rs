@@ -47,7 +47,8 @@ pub use saliency::{
     Attribution, Gradient, InputXGradient, SaliencyKind, SaliencyMethod, SmoothGrad,
 };
 pub use second_order::{
-    input_gradient, input_gradient_weighted, lift, materialize, InputGradient, Lift, Outer,
+    input_gradient, input_gradient_weighted, lift, materialize, training_pass, InputGradient, Lift,
+    Outer,
 };
 
 #[cfg(test)]

@@ -15,12 +15,15 @@
 //! - lazily initialised parameters cloned before their first use initialise independently
 //!   (the "lazy clone trap"): [`lift`] materialises them in place first;
 //! - BatchNorm running statistics updated by the lifted copy are discarded (burn creates a new
-//!   running state in `from_inner`): the model's running statistics change only through
-//!   forward passes of the model itself at level `B` (e.g. `model.logits(x)`).
+//!   running state in `from_inner`). [`training_pass`] therefore writes them back into the
+//!   model, so that a training step needs one forward only (the lifted one gives the logits and
+//!   features at level `B` as well); the other functions leave the model's statistics alone.
 
 use burn::backend::Autodiff;
-use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
-use burn::tensor::{backend::Backend, Int, Tensor};
+use std::collections::{HashMap, HashSet};
+
+use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::tensor::{backend::Backend, Int, Tensor, TensorPrimitive};
 
 use crate::classifier::Classifier;
 use crate::error::{check_shape, Result};
@@ -124,6 +127,7 @@ pub fn input_gradient<B: Backend, M: Lift<B>>(
     input_gradient_of(model, images, taps, |logits| {
         Ok(target_score(logits, Tensor::from_inner(targets)))
     })
+    .map(|(out, _)| out)
 }
 
 /// As [`input_gradient`], for the score `Σ_i Σ_k weights[i, k] · logit[i, k]`: the saliency of
@@ -138,15 +142,86 @@ pub fn input_gradient_weighted<B: Backend, M: Lift<B>>(
     weights: Tensor<B, 2>,
     taps: &[String],
 ) -> Result<InputGradient<B>> {
+    input_gradient_of(model, images, taps, weighted_score(weights)).map(|(out, _)| out)
+}
+
+/// The one forward of a training step: as [`input_gradient_weighted`], and the BatchNorm
+/// running statistics that the lifted forward updated are written back into `model`, exactly
+/// as a forward of `model` itself at level `B` on `images` would update them.
+///
+/// The returned logits and features are tracked at level `B`, so a step takes `L_class`,
+/// `L_inv` and `L_sal` from this one forward (no second, level-`B` forward).
+///
+/// # Shapes
+/// - `weights`: `[batch, classes]`
+pub fn training_pass<B: Backend, M: Lift<B>>(
+    model: &M,
+    images: Tensor<B, 4>,
+    weights: Tensor<B, 2>,
+    taps: &[String],
+) -> Result<InputGradient<B>> {
+    let (out, lifted) = input_gradient_of(model, images, taps, weighted_score(weights))?;
+    commit_running_state(model, &lifted);
+    Ok(out)
+}
+
+/// The score `Σ_i Σ_k weights[i, k] · logit[i, k]` (weights constant at every level).
+fn weighted_score<B: Backend>(
+    weights: Tensor<B, 2>,
+) -> impl FnOnce(Tensor<Outer<B>, 2>) -> Result<Tensor<Outer<B>, 1>> {
     let weights = Tensor::<Outer<B>, 2>::from_inner(weights.detach());
-    input_gradient_of(model, images, taps, |logits| {
+    move |logits| {
         check_shape(
             "score weights (one row of class weights per image)",
             &logits.dims(),
             &weights.dims(),
         )?;
         Ok((logits * weights).sum())
-    })
+    }
+}
+
+/// Writes the values of `lifted`'s non-trainable floats (BatchNorm's running statistics) into
+/// `model`'s, detached at every level.
+///
+/// burn keeps running statistics in shared cells (`RunningState`): mapping a clone of `model`
+/// writes into the cells that `model` and its other clones share, while the clone's
+/// parameters are dropped. Trainable parameters (those that require a gradient) are left
+/// alone: the lifted copy shares them anyway.
+fn commit_running_state<B: Backend, M: Lift<B>>(model: &M, lifted: &M::Lifted) {
+    struct Untrained(HashSet<ParamId>);
+    impl<B: Backend> ModuleVisitor<B> for Untrained {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if !param.is_require_grad() {
+                self.0.insert(param.id);
+            }
+        }
+    }
+    struct Values<'a, B: Backend>(&'a HashSet<ParamId>, HashMap<ParamId, TensorPrimitive<B>>);
+    impl<B: Backend> ModuleVisitor<B> for Values<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if self.0.contains(&param.id) {
+                self.1
+                    .insert(param.id, param.val().detach().into_primitive());
+            }
+        }
+    }
+    struct Write<B: Backend>(HashMap<ParamId, TensorPrimitive<B>>);
+    impl<B: Backend> ModuleMapper<B> for Write<B> {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            match self.0.remove(&param.id) {
+                Some(value) => param.map(|_| Tensor::from_primitive(value)),
+                None => param,
+            }
+        }
+    }
+    let mut untrained = Untrained(HashSet::new());
+    model.visit(&mut untrained);
+    if untrained.0.is_empty() {
+        return;
+    }
+    let mut values = Values(&untrained.0, HashMap::new());
+    lifted.valid().visit(&mut values);
+    let _ = model.clone().map(&mut Write(values.1));
 }
 
 /// The shared body: lift, forward with the images as outer leaves, back-propagate `score`.
@@ -155,7 +230,7 @@ fn input_gradient_of<B: Backend, M: Lift<B>>(
     images: Tensor<B, 4>,
     taps: &[String],
     score: impl FnOnce(Tensor<Outer<B>, 2>) -> Result<Tensor<Outer<B>, 1>>,
-) -> Result<InputGradient<B>> {
+) -> Result<(InputGradient<B>, M::Lifted)> {
     let lifted = lift(model);
     let leaf = Tensor::<Outer<B>, 4>::from_inner(images).require_grad();
     let (logits, features) = lifted.logits_and_features(leaf.clone(), taps)?;
@@ -163,9 +238,10 @@ fn input_gradient_of<B: Backend, M: Lift<B>>(
     let gradient = leaf
         .grad(&grads)
         .expect("the images are an outer leaf that requires grad");
-    Ok(InputGradient {
+    let out = InputGradient {
         logits: logits.inner(),
         features: features.into_iter().map(Tensor::inner).collect(),
         gradient,
-    })
+    };
+    Ok((out, lifted))
 }

@@ -342,3 +342,60 @@ fn soft_label_saliency_loss_matches_finite_differences() {
     assert!(report.loss.is_finite() && report.loss > 0.0, "{report}");
     assert!(report.passes(TOL), "{report}");
 }
+
+/// `training_pass` is one forward that does the work of two: its logits equal those of a
+/// level-B forward, its gradient that of `input_gradient_weighted`, and it leaves BatchNorm's
+/// running statistics in the model (and in the model's clones, which share them) exactly as
+/// the level-B forward leaves them, detached; the other functions leave them alone.
+#[test]
+fn training_pass_updates_running_statistics_as_a_forward_does() {
+    let device = Default::default();
+    let (x, y) = batch::<GB>(23, 4, 8, &device);
+    let classes = 3;
+    let weights = y.one_hot(classes).float();
+    let stats = |m: &TestNet<GB>| {
+        let mut v = m
+            .bn1
+            .running_mean
+            .value_sync()
+            .into_data()
+            .to_vec::<f64>()
+            .unwrap();
+        v.extend(
+            m.bn1
+                .running_var
+                .value_sync()
+                .into_data()
+                .to_vec::<f64>()
+                .unwrap(),
+        );
+        v
+    };
+
+    let reference = TestNet::<GB>::new(5, &device);
+    let before = stats(&reference);
+    let logits = reference.logits(x.clone());
+    let expected = stats(&reference);
+    assert_ne!(
+        before, expected,
+        "a training-mode forward moves the statistics"
+    );
+
+    let model = TestNet::<GB>::new(5, &device);
+    let clone = model.clone();
+    let plain =
+        salaug_core::input_gradient_weighted(&model, x.clone(), weights.clone(), &[]).unwrap();
+    assert_eq!(stats(&model), before, "input_gradient_weighted keeps them");
+    let pass = salaug_core::training_pass(&model, x, weights, &[]).unwrap();
+    let got = stats(&clone);
+    for (a, b) in got.iter().zip(&expected) {
+        assert!((a - b).abs() < 1e-12, "{got:?} vs {expected:?}");
+    }
+    assert!(!model.bn1.running_mean.value_sync().is_require_grad());
+    pass.logits
+        .into_data()
+        .assert_approx_eq::<f64>(&logits.into_data(), Default::default());
+    pass.gradient
+        .into_data()
+        .assert_approx_eq::<f64>(&plain.gradient.into_data(), Default::default());
+}

@@ -4,13 +4,14 @@
 //! One step, for a batch of originals `x` with labels `y`:
 //! 1. draw `T` from a generator seeded by the run seed and the batch's dataset indices
 //!    (deterministic, and the same after `--resume`), and compute `T(x)` and its soft labels;
-//! 2. one forward of `[x; T(x)]` at the training level: `L_class` (cross-entropy with the soft
-//!    labels), the features for `L_inv`, and the only BatchNorm running-statistics update;
-//! 3. for `L_sal`, one lifted forward and backward of `[x; T(x)]` (see
-//!    [`salaug_core::second_order`]) gives both halves' maps, differentiable in the weights;
-//!    they are reduced, paired by the augmentation's [`salaug_augment::Transfer`] (inverse
-//!    warp or expected map), normalised and compared;
-//! 4. `L = α·L_class + β·L_sal + γ·L_inv`, one backward at the training level.
+//! 2. one forward of `[x; T(x)]`: with `L_sal`, the lifted forward and backward of
+//!    [`salaug_core::training_pass`] give the logits (for `L_class`, cross-entropy with the
+//!    soft labels) and features (for `L_inv`) tracked at the training level, both halves' maps,
+//!    differentiable in the weights, and the BatchNorm running-statistics update; the maps are
+//!    reduced, paired by the augmentation's [`salaug_augment::Transfer`] (inverse warp or
+//!    expected map), normalised and compared. Without `L_sal`, a plain forward at the training
+//!    level;
+//! 3. `L = α·L_class + β·L_sal + γ·L_inv`, one backward at the training level.
 
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
@@ -22,8 +23,8 @@ use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 use rand::{rngs::StdRng, SeedableRng};
 use salaug_augment::{Augmentation, Compare, Labels};
 use salaug_core::{
-    input_gradient_weighted, invariance_loss, Classifier, FeatureDistance, LossWeights,
-    SaliencyKind, SaliencyLoss, SaliencyMethod,
+    invariance_loss, training_pass, Classifier, FeatureDistance, LossWeights, SaliencyKind,
+    SaliencyLoss, SaliencyMethod,
 };
 use salaug_models::Model;
 
@@ -203,7 +204,7 @@ pub struct StepLosses<B: Backend> {
 }
 
 impl<B: AutodiffBackend> Trainee<B> {
-    /// The losses of one training step (steps 1–3 of the module docs); no backward.
+    /// The losses of one training step (steps 1–2 of the module docs); no backward.
     pub fn losses(&self, batch: &Batch<B>) -> anyhow::Result<StepLosses<B>> {
         let p = &self.plan.0;
         let x = batch.images.clone();
@@ -233,8 +234,17 @@ impl<B: AutodiffBackend> Trainee<B> {
         } else {
             &[]
         };
-        let (logits, features) = self.logits_and_features(both.clone(), taps)?;
-        let class = soft_cross_entropy(logits.clone(), weights.clone());
+        // One forward of [x; T(x)]: with L_sal, the lifted pass gives the logits, features and
+        // maps (and updates BatchNorm's running statistics); without, a plain forward.
+        let (logits, features, sal) = if p.strategy.saliency() {
+            let pass = training_pass(self, both.clone(), weights.clone(), taps)?;
+            let sal = self.saliency_loss_of(pass.gradient, both, &aug.transfer)?;
+            (pass.logits, pass.features, Some(sal))
+        } else {
+            let (logits, features) = self.logits_and_features(both, taps)?;
+            (logits, features, None)
+        };
+        let class = soft_cross_entropy(logits.clone(), weights);
         let inv = if p.strategy.invariance() {
             let (a, b): (Vec<_>, Vec<_>) = features
                 .into_iter()
@@ -244,11 +254,6 @@ impl<B: AutodiffBackend> Trainee<B> {
                 })
                 .unzip();
             Some(invariance_loss(&a, &b, p.feature_distance, &device)?)
-        } else {
-            None
-        };
-        let sal = if p.strategy.saliency() {
-            Some(self.saliency_loss(both, weights, &aug.transfer)?)
         } else {
             None
         };
@@ -265,17 +270,16 @@ impl<B: AutodiffBackend> Trainee<B> {
 }
 
 impl<B: Backend> Trainee<B> {
-    /// `L_sal` of a batch `[x; T(x)]` whose score weights are `weights` (`[2n, classes]`),
-    /// with the run's saliency method, loss and comparison; differentiable in the weights at
-    /// an autodiff level.
-    pub fn saliency_loss(
+    /// `L_sal` of a batch `[x; T(x)]` from its input gradient `grad` (the score of each image's
+    /// soft label), with the run's saliency method, loss and comparison; differentiable in the
+    /// weights at an autodiff level.
+    pub fn saliency_loss_of(
         &self,
+        grad: Tensor<B, 4>,
         both: Tensor<B, 4>,
-        weights: Tensor<B, 2>,
         transfer: &salaug_augment::Transfer,
     ) -> anyhow::Result<Tensor<B, 1>> {
         let p = &self.plan.0;
-        let grad = input_gradient_weighted(self, both.clone(), weights, &[])?.gradient;
         let maps = if p.method.multiplies_by_input() {
             grad * both
         } else {
