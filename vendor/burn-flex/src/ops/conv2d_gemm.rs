@@ -183,6 +183,40 @@ impl<T> Shared<T> {
     }
 }
 
+/// Runs `f` with a scratch buffer of `len` elements whose contents are unspecified (earlier
+/// scratch values): callers write every element they read. One buffer per thread, kept
+/// between calls, so that the im2col matrices do not cost an allocation (and, above glibc's
+/// mmap threshold, fresh zeroed pages) per image group.
+fn with_scratch<T: ConvElem, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    #[cfg(feature = "std")]
+    {
+        use core::cell::RefCell;
+        std::thread_local! {
+            static SCRATCH: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+        }
+        let words = (len * core::mem::size_of::<T>()).div_ceil(8);
+        let mut f = Some(f);
+        let done = SCRATCH.with(|cell| {
+            // A nested use on the same thread (rayon may run another task while this one
+            // waits) falls back to a fresh buffer.
+            let mut buf = cell.try_borrow_mut().ok()?;
+            if buf.len() < words {
+                *buf = vec![0u64; words];
+            }
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf[..words]);
+            let elems: &mut [T] =
+                bytemuck::cast_slice_mut(&mut bytes[..len * core::mem::size_of::<T>()]);
+            Some((f.take().unwrap())(elems))
+        });
+        if let Some(r) = done {
+            return r;
+        }
+        return (f.take().unwrap())(&mut vec![T::default(); len]);
+    }
+    #[cfg(not(feature = "std"))]
+    f(&mut vec![T::default(); len])
+}
+
 /// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]`, all row-major with the given row strides, except that
 /// `lhs_t` reads lhs as the transpose of a row-major `[k×m]` matrix with row stride `lhs_ld`.
 #[allow(clippy::too_many_arguments)]
@@ -301,8 +335,11 @@ fn im2col<T: ConvElem>(g: &Conv2dGeometry, x: &[T], col: &mut [T], ld: usize, co
                                 &src[start as usize..start as usize + (xhi - xlo)],
                             );
                         } else {
-                            for (i, v) in d[xlo..xhi].iter_mut().enumerate() {
-                                *v = src[start as usize + i * sw];
+                            for (v, &x) in d[xlo..xhi]
+                                .iter_mut()
+                                .zip(src[start as usize..].iter().step_by(sw))
+                            {
+                                *v = x;
                             }
                         }
                     }
@@ -344,8 +381,8 @@ fn col2im<T: ConvElem>(g: &Conv2dGeometry, col: &[T], ld: usize, col_off: usize,
                             *t += v;
                         }
                     } else {
-                        for (i, &v) in s.iter().enumerate() {
-                            d[start + i * sw] += v;
+                        for (t, &v) in d[start..].iter_mut().step_by(sw).zip(s) {
+                            *t += v;
                         }
                     }
                 }
@@ -402,59 +439,53 @@ pub(crate) fn conv2d<T: ConvElem>(
     let xs: &[T] = x.storage();
     let ws: &[T] = w.storage();
     let (cin_g, cout_g, k, p, q) = (g.cin_g(), g.cout_g(), g.k(), g.p(), g.q());
-    let mut y = vec![T::default(); g.batch * g.out_channels * p];
+    let len = g.batch * g.out_channels * p;
+    let shape = [g.batch, g.out_channels, g.out_size[0], g.out_size[1]];
+    let mut y: Vec<T> = Vec::with_capacity(len);
+    let accumulate = bias.is_some();
     if let Some(b) = bias {
         let b = contiguous_vec::<T>(b);
         let bs: &[T] = b.storage();
-        for plane in y
-            .chunks_mut(p.max(1))
-            .take(g.batch * g.out_channels)
-            .enumerate()
-        {
-            plane.1.fill(bs[plane.0 % g.out_channels]);
+        for i in 0..g.batch * g.out_channels {
+            y.extend(core::iter::repeat_n(bs[i % g.out_channels], p));
         }
     }
-    if y.is_empty() {
-        return output(y, [g.batch, g.out_channels, g.out_size[0], g.out_size[1]]);
+    if len == 0 {
+        unsafe { y.set_len(len) };
+        return output(y, shape);
     }
     let (per, count) = g.image_groups();
     let par = gemm_parallelism(count);
     let yp = Shared(y.as_mut_ptr());
-    let accumulate = bias.is_some();
     for_groups(count, |gi| {
         let n0 = gi * per;
         let cnt = per.min(g.batch - n0);
         let cols = cnt * p;
         let direct = cnt == 1;
-        let mut col = if g.pointwise() && direct {
-            Vec::new()
-        } else {
-            vec![T::default(); k * cols]
-        };
-        let mut out = if direct {
-            Vec::new()
-        } else {
-            vec![T::default(); cout_g * cols]
-        };
-        for cg in 0..g.groups {
-            let rhs: *const T = if g.pointwise() && direct {
-                xs[n0 * g.in_channels * q + cg * cin_g * q..].as_ptr()
-            } else {
-                for j in 0..cnt {
-                    let xo = (n0 + j) * g.in_channels * q + cg * cin_g * q;
-                    im2col(g, &xs[xo..xo + cin_g * q], &mut col, cols, j * p);
-                }
-                col.as_ptr()
-            };
-            let lhs = ws[cg * cout_g * k..].as_ptr();
-            if direct {
-                let dst = yp.at(n0 * g.out_channels * p + cg * cout_g * p);
-                unsafe {
-                    matmul(
-                        cout_g, p, k, dst, p, accumulate, lhs, k, false, rhs, cols, false, par,
-                    )
+        let col_len = if g.pointwise() && direct { 0 } else { k * cols };
+        let out_len = if direct { 0 } else { cout_g * cols };
+        with_scratch::<T, _>(col_len + out_len, |scratch| {
+            let (col, out) = scratch.split_at_mut(col_len);
+            for cg in 0..g.groups {
+                let rhs: *const T = if g.pointwise() && direct {
+                    xs[n0 * g.in_channels * q + cg * cin_g * q..].as_ptr()
+                } else {
+                    for j in 0..cnt {
+                        let xo = (n0 + j) * g.in_channels * q + cg * cin_g * q;
+                        im2col(g, &xs[xo..xo + cin_g * q], col, cols, j * p);
+                    }
+                    col.as_ptr()
                 };
-            } else {
+                let lhs = ws[cg * cout_g * k..].as_ptr();
+                if direct {
+                    let dst = yp.at(n0 * g.out_channels * p + cg * cout_g * p);
+                    unsafe {
+                        matmul(
+                            cout_g, p, k, dst, p, accumulate, lhs, k, false, rhs, cols, false, par,
+                        )
+                    };
+                    continue;
+                }
                 unsafe {
                     matmul(
                         cout_g,
@@ -474,22 +505,23 @@ pub(crate) fn conv2d<T: ConvElem>(
                 };
                 for j in 0..cnt {
                     for o in 0..cout_g {
-                        let off = (n0 + j) * g.out_channels * p + (cg * cout_g + o) * p;
+                        let dst = yp.at((n0 + j) * g.out_channels * p + (cg * cout_g + o) * p);
                         let src = &out[o * cols + j * p..o * cols + (j + 1) * p];
-                        let dst = unsafe { core::slice::from_raw_parts_mut(yp.at(off), p) };
                         if accumulate {
-                            for (d, &s) in dst.iter_mut().zip(src) {
-                                *d += s;
+                            for (i, &v) in src.iter().enumerate() {
+                                unsafe { *dst.add(i) += v };
                             }
                         } else {
-                            dst.copy_from_slice(src);
+                            unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), dst, p) };
                         }
                     }
                 }
             }
-        }
+        })
     });
-    output(y, [g.batch, g.out_channels, g.out_size[0], g.out_size[1]])
+    // SAFETY: every element was written above (bias fill, or GEMM / copy of every plane).
+    unsafe { y.set_len(len) };
+    output(y, shape)
 }
 
 /// `dx = convᵀ(dy, w)`: the gradient of [`conv2d`] with respect to `x`, shape
@@ -505,9 +537,10 @@ pub(crate) fn conv2d_x_grad<T: ConvElem>(
     let dys: &[T] = dy.storage();
     let ws: &[T] = w.storage();
     let (cin_g, cout_g, k, p, q) = (g.cin_g(), g.cout_g(), g.k(), g.p(), g.q());
+    let shape = [g.batch, g.in_channels, g.in_size[0], g.in_size[1]];
     let mut dx = vec![T::default(); g.batch * g.in_channels * q];
     if dx.is_empty() || p == 0 {
-        return output(dx, [g.batch, g.in_channels, g.in_size[0], g.in_size[1]]);
+        return output(dx, shape);
     }
     let (per, count) = g.image_groups();
     let par = gemm_parallelism(count);
@@ -517,71 +550,71 @@ pub(crate) fn conv2d_x_grad<T: ConvElem>(
         let cnt = per.min(g.batch - n0);
         let cols = cnt * p;
         let direct = cnt == 1;
-        let mut rhs_buf = if direct {
-            Vec::new()
-        } else {
-            vec![T::default(); cout_g * cols]
-        };
-        let mut col = if g.pointwise() && direct {
-            Vec::new()
-        } else {
-            vec![T::default(); k * cols]
-        };
-        for cg in 0..g.groups {
-            let rhs: *const T = if direct {
-                dys[n0 * g.out_channels * p + cg * cout_g * p..].as_ptr()
-            } else {
-                gather_rows(
-                    dys,
-                    n0 * g.out_channels * p + cg * cout_g * p,
-                    g.out_channels * p,
-                    cnt,
-                    cout_g,
-                    p,
-                    &mut rhs_buf,
-                );
-                rhs_buf.as_ptr()
-            };
-            // lhs = W_gᵀ: W_g is [cout_g × k] row-major.
-            let lhs = ws[cg * cout_g * k..].as_ptr();
-            if g.pointwise() && direct {
-                let dst = dxp.at(n0 * g.in_channels * q + cg * cin_g * q);
+        let rhs_len = if direct { 0 } else { cout_g * cols };
+        let col_len = if g.pointwise() && direct { 0 } else { k * cols };
+        with_scratch::<T, _>(rhs_len + col_len, |scratch| {
+            let (rhs_buf, col) = scratch.split_at_mut(rhs_len);
+            for cg in 0..g.groups {
+                let rhs: *const T = if direct {
+                    dys[n0 * g.out_channels * p + cg * cout_g * p..].as_ptr()
+                } else {
+                    gather_rows(
+                        dys,
+                        n0 * g.out_channels * p + cg * cout_g * p,
+                        g.out_channels * p,
+                        cnt,
+                        cout_g,
+                        p,
+                        rhs_buf,
+                    );
+                    rhs_buf.as_ptr()
+                };
+                // lhs = W_gᵀ: W_g is [cout_g × k] row-major.
+                let lhs = ws[cg * cout_g * k..].as_ptr();
+                if g.pointwise() && direct {
+                    let dst = dxp.at(n0 * g.in_channels * q + cg * cin_g * q);
+                    unsafe {
+                        matmul(
+                            k, p, cout_g, dst, p, false, lhs, k, true, rhs, cols, false, par,
+                        )
+                    };
+                    continue;
+                }
                 unsafe {
                     matmul(
-                        k, p, cout_g, dst, p, false, lhs, k, true, rhs, cols, false, par,
+                        k,
+                        cols,
+                        cout_g,
+                        col.as_mut_ptr(),
+                        cols,
+                        false,
+                        lhs,
+                        k,
+                        true,
+                        rhs,
+                        cols,
+                        false,
+                        par,
                     )
                 };
-                continue;
+                for j in 0..cnt {
+                    let off = (n0 + j) * g.in_channels * q + cg * cin_g * q;
+                    // SAFETY: image groups write disjoint images of `dx`.
+                    let dst = unsafe { core::slice::from_raw_parts_mut(dxp.at(off), cin_g * q) };
+                    col2im(g, col, cols, j * p, dst);
+                }
             }
-            unsafe {
-                matmul(
-                    k,
-                    cols,
-                    cout_g,
-                    col.as_mut_ptr(),
-                    cols,
-                    false,
-                    lhs,
-                    k,
-                    true,
-                    rhs,
-                    cols,
-                    false,
-                    par,
-                )
-            };
-            for j in 0..cnt {
-                let off = (n0 + j) * g.in_channels * q + cg * cin_g * q;
-                let dst = unsafe { core::slice::from_raw_parts_mut(dxp.at(off), cin_g * q) };
-                col2im(g, &col, cols, j * p, dst);
-            }
-        }
+        })
     });
-    output(dx, [g.batch, g.in_channels, g.in_size[0], g.in_size[1]])
+    output(dx, shape)
 }
 
 /// `dw = Σ_n dy_n · im2col(x_n)ᵀ`: the gradient of [`conv2d`] with respect to `w`, shape
 /// `[out_channels, in_channels / groups, kh, kw]`.
+///
+/// Image groups are dealt to at most one task per thread in a fixed order; each task
+/// accumulates its own partial gradient, and the partials are summed in task order, so the
+/// result does not depend on scheduling.
 pub(crate) fn conv2d_w_grad<T: ConvElem>(
     x: &FlexTensor,
     dy: &FlexTensor,
@@ -599,81 +632,83 @@ pub(crate) fn conv2d_w_grad<T: ConvElem>(
         return output(vec![T::default(); wlen], shape);
     }
     let (per, count) = g.image_groups();
-    let par = gemm_parallelism(count);
-    // One partial gradient per group, summed at the end (in group order: deterministic).
-    let group = |gi: usize, dw: &mut [T]| {
+    let tasks = count.min(threads()).max(1);
+    let par = gemm_parallelism(tasks);
+    // Accumulates image group `gi` into `dw` (overwriting it when `first`).
+    let group = |gi: usize, dw: *mut T, first: bool| {
         let n0 = gi * per;
         let cnt = per.min(g.batch - n0);
         let cols = cnt * p;
         let direct = cnt == 1;
-        let mut lhs_buf = if direct {
-            Vec::new()
-        } else {
-            vec![T::default(); cout_g * cols]
-        };
-        let mut col = if g.pointwise() && direct {
-            Vec::new()
-        } else {
-            vec![T::default(); k * cols]
-        };
-        for cg in 0..g.groups {
-            let lhs: *const T = if direct {
-                dys[n0 * g.out_channels * p + cg * cout_g * p..].as_ptr()
-            } else {
-                gather_rows(
-                    dys,
-                    n0 * g.out_channels * p + cg * cout_g * p,
-                    g.out_channels * p,
-                    cnt,
-                    cout_g,
-                    p,
-                    &mut lhs_buf,
-                );
-                lhs_buf.as_ptr()
-            };
-            let rhs: *const T = if g.pointwise() && direct {
-                xs[n0 * g.in_channels * q + cg * cin_g * q..].as_ptr()
-            } else {
-                for j in 0..cnt {
-                    let xo = (n0 + j) * g.in_channels * q + cg * cin_g * q;
-                    im2col(g, &xs[xo..xo + cin_g * q], &mut col, cols, j * p);
-                }
-                col.as_ptr()
-            };
-            // dW_g[cout_g × k] += dY[cout_g × cols] · colᵀ[cols × k]
-            unsafe {
-                matmul(
-                    cout_g,
-                    k,
-                    cols,
-                    dw[cg * cout_g * k..].as_mut_ptr(),
-                    k,
-                    false,
-                    lhs,
-                    cols,
-                    false,
-                    rhs,
-                    cols,
-                    true,
-                    par,
-                )
-            };
-        }
+        let lhs_len = if direct { 0 } else { cout_g * cols };
+        let col_len = if g.pointwise() && direct { 0 } else { k * cols };
+        with_scratch::<T, _>(lhs_len + col_len, |scratch| {
+            let (lhs_buf, col) = scratch.split_at_mut(lhs_len);
+            for cg in 0..g.groups {
+                let lhs: *const T = if direct {
+                    dys[n0 * g.out_channels * p + cg * cout_g * p..].as_ptr()
+                } else {
+                    gather_rows(
+                        dys,
+                        n0 * g.out_channels * p + cg * cout_g * p,
+                        g.out_channels * p,
+                        cnt,
+                        cout_g,
+                        p,
+                        lhs_buf,
+                    );
+                    lhs_buf.as_ptr()
+                };
+                let rhs: *const T = if g.pointwise() && direct {
+                    xs[n0 * g.in_channels * q + cg * cin_g * q..].as_ptr()
+                } else {
+                    for j in 0..cnt {
+                        let xo = (n0 + j) * g.in_channels * q + cg * cin_g * q;
+                        im2col(g, &xs[xo..xo + cin_g * q], col, cols, j * p);
+                    }
+                    col.as_ptr()
+                };
+                // dW_g[cout_g × k] (+)= dY[cout_g × cols] · colᵀ[cols × k]
+                unsafe {
+                    matmul(
+                        cout_g,
+                        k,
+                        cols,
+                        dw.add(cg * cout_g * k),
+                        k,
+                        !first,
+                        lhs,
+                        cols,
+                        false,
+                        rhs,
+                        cols,
+                        true,
+                        par,
+                    )
+                };
+            }
+        })
     };
-    let mut partial = vec![T::default(); count * wlen];
+    let mut partial: Vec<T> = Vec::with_capacity(tasks * wlen);
     {
         let pp = Shared(partial.as_mut_ptr());
-        for_groups(count, |gi| {
-            let dw = unsafe { core::slice::from_raw_parts_mut(pp.at(gi * wlen), wlen) };
-            group(gi, dw);
+        for_groups(tasks, |t| {
+            let dw = pp.at(t * wlen);
+            for (i, gi) in (t..count).step_by(tasks).enumerate() {
+                group(gi, dw, i == 0);
+            }
         });
     }
-    let mut dw = partial[..wlen].to_vec();
-    for gi in 1..count {
-        for (d, &s) in dw.iter_mut().zip(&partial[gi * wlen..(gi + 1) * wlen]) {
+    // SAFETY: task `t` wrote its whole partial (its first group overwrites every element).
+    unsafe { partial.set_len(tasks * wlen) };
+    let mut dw = partial;
+    let (first, rest) = dw.split_at_mut(wlen);
+    for part in rest.chunks(wlen) {
+        for (d, &s) in first.iter_mut().zip(part) {
             *d += s;
         }
     }
+    dw.truncate(wlen);
     output(dw, shape)
 }
 
