@@ -306,3 +306,102 @@ fn conv_transpose2d_matches_ndarray() {
         }
     }
 }
+
+/// Element-wise binary ops over strided and broadcast operands (the row-wise walks): every
+/// layout a model step produces (transposes, permutations, slices, flips, per-channel and
+/// per-row broadcasts on either side), large enough to take the multi-threaded path.
+fn strided_binary<B: Backend>() -> Vec<(String, Vec<f32>)> {
+    let x = tensor::<B, 4>([6, 8, 64, 48], 11);
+    let c = tensor::<B, 4>([1, 8, 1, 1], 12);
+    let r = tensor::<B, 4>([6, 8, 64, 1], 13);
+    let y = tensor::<B, 4>([8, 6, 48, 64], 14);
+    let cases: Vec<(&str, Tensor<B, 4>)> = vec![
+        ("sub per channel", x.clone() - c.clone()),
+        ("per channel div", c.clone() / (x.clone().abs() + 1.0)),
+        ("mul per row", x.clone() * r.clone()),
+        (
+            "add transposed",
+            x.clone() + y.clone().swap_dims(0, 1).swap_dims(2, 3),
+        ),
+        ("sub permuted", x.clone().permute([1, 0, 3, 2]) - y.clone()),
+        (
+            "mul sliced",
+            x.clone().slice([1..5, 2..7, 3..33, 0..29])
+                * y.clone()
+                    .swap_dims(0, 1)
+                    .swap_dims(2, 3)
+                    .slice([1..5, 2..7, 3..33, 1..30]),
+        ),
+        (
+            "div flipped",
+            x.clone().flip([1, 3]) / (c.clone().abs() + 0.5),
+        ),
+        ("max pair broadcast", x.clone().max_pair(r.clone())),
+        (
+            "contiguous copy of a permutation",
+            x.clone()
+                .permute([2, 0, 3, 1])
+                .reshape([64, 6 * 48 * 8])
+                .reshape([6, 8, 64, 48]),
+        ),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, t)| (name.to_string(), data(t)))
+        .collect()
+}
+
+#[test]
+fn strided_element_wise_ops_match_ndarray() {
+    let f = strided_binary::<Flex>();
+    let n = strided_binary::<NdArray<f32>>();
+    for ((what, a), (_, b)) in f.into_iter().zip(n) {
+        assert_close(what.as_str(), a, b);
+    }
+}
+
+/// `gather` / `scatter_add` along every axis of 3-D to 6-D tensors (the max-pooling and
+/// score paths), forward and through autodiff (max_dim's backward scatters).
+fn gather_scatter<B: burn::tensor::backend::AutodiffBackend>() -> Vec<(String, Vec<f32>)> {
+    let mut out = Vec::new();
+    // 65,536 elements: large enough for the multi-threaded scatter.
+    let x = tensor::<B, 6>([8, 16, 16, 2, 8, 2], 21).require_grad();
+    for dim in 0..6 {
+        let m = x.clone().max_dim(dim);
+        let w = tensor::<B, 6>(m.dims(), 22 + dim as u64);
+        let g = (m.clone() * w).sum().backward();
+        out.push((format!("max_dim {dim}"), data(m)));
+        out.push((format!("max_dim {dim} backward"), data(x.grad(&g).unwrap())));
+    }
+    let t = tensor::<B, 4>([7, 9, 11, 5], 30);
+    for dim in 0..4 {
+        let mut shape = t.dims();
+        let d = shape[dim];
+        shape[dim] = 3;
+        let n: usize = shape.iter().product();
+        let idx: Vec<i64> = (0..n).map(|i| ((i * 7 + 3) % d) as i64).collect();
+        let idx = Tensor::<B, 4, Int>::from_data(TensorData::new(idx, shape), &Default::default());
+        out.push((
+            format!("gather {dim}"),
+            data(t.clone().gather(dim, idx.clone())),
+        ));
+        let v = tensor::<B, 4>(shape, 31 + dim as u64);
+        out.push((
+            format!("scatter_add {dim}"),
+            data(
+                t.clone()
+                    .scatter(dim, idx, v, burn::tensor::IndexingUpdateOp::Add),
+            ),
+        ));
+    }
+    out
+}
+
+#[test]
+fn gather_and_scatter_match_ndarray() {
+    let f = gather_scatter::<F>();
+    let n = gather_scatter::<N>();
+    for ((what, a), (_, b)) in f.into_iter().zip(n) {
+        assert_close(what.as_str(), a, b);
+    }
+}

@@ -190,12 +190,6 @@ pub fn gather<E: Element + Pod + Default + Copy + Send + Sync>(
     let tensor_data: &[E] = tensor.storage();
     let indices_data = read_indices(&indices);
 
-    // Calculate strides for tensor (row-major)
-    let tensor_strides: Vec<usize> = compute_strides(tensor_shape);
-    let indices_strides: Vec<usize> = compute_strides(indices_shape);
-
-    let output_size = indices_shape.num_elements();
-
     // Use specialized 2D implementation for common case
     if ndims == 2 {
         let result = gather_2d::<E>(
@@ -211,45 +205,17 @@ pub fn gather<E: Element + Pod + Default + Copy + Send + Sync>(
         return FlexTensor::new(bytes, Layout::contiguous(indices_shape.clone()), E::dtype());
     }
 
-    // General N-D case with pre-allocated coordinates
-    let dim_stride = tensor_strides[dim];
-
-    let gather_dim_size = tensor_shape[dim];
-
-    #[cfg(feature = "rayon")]
-    let result: Vec<E> = (0..output_size)
-        .into_par_iter()
-        .map(|out_idx| {
-            let index_val = checked_index(indices_data[out_idx], gather_dim_size);
-            let src_idx = compute_gather_index(
-                out_idx,
-                index_val,
-                dim,
-                dim_stride,
-                &indices_strides,
-                &tensor_strides,
-                ndims,
-            );
-            tensor_data[src_idx]
-        })
-        .collect();
-
-    #[cfg(not(feature = "rayon"))]
-    let result: Vec<E> = (0..output_size)
-        .map(|out_idx| {
-            let index_val = checked_index(indices_data[out_idx], gather_dim_size);
-            let src_idx = compute_gather_index(
-                out_idx,
-                index_val,
-                dim,
-                dim_stride,
-                &indices_strides,
-                &tensor_strides,
-                ndims,
-            );
-            tensor_data[src_idx]
-        })
-        .collect();
+    // General N-D case. salaug patch: as [outer, dim, inner] blocks with the inner rows in
+    // tight loops (it computed a full multi-index per element).
+    let (outer, inner) = outer_inner(tensor_shape, dim);
+    let result = gather_blocks(
+        tensor_data,
+        &indices_data,
+        outer,
+        tensor_shape[dim],
+        indices_shape[dim],
+        inner,
+    );
 
     let bytes = Bytes::from_elems(result);
     FlexTensor::new(bytes, Layout::contiguous(indices_shape.clone()), E::dtype())
@@ -335,6 +301,83 @@ fn gather_2d<E: Element + Pod + Default + Copy + Send + Sync>(
     result
 }
 
+/// `(Π shape[..dim], Π shape[dim + 1..])` (salaug patch).
+fn outer_inner(shape: &Shape, dim: usize) -> (usize, usize) {
+    let outer = (0..dim).map(|d| shape[d]).product();
+    let inner = (dim + 1..shape.num_dims()).map(|d| shape[d]).product();
+    (outer, inner)
+}
+
+/// `out[o, j, i] = t[o, idx[o, j, i], i]` for `t: [outer, d, inner]`, `idx: [outer, n, inner]`
+/// (salaug patch).
+fn gather_blocks<E: Pod + Default + Copy + Send + Sync>(
+    t: &[E],
+    idx: &[isize],
+    outer: usize,
+    d: usize,
+    n: usize,
+    inner: usize,
+) -> Vec<E> {
+    let mut out = vec![E::default(); outer * n * inner];
+    let block = |o: usize, out: &mut [E]| {
+        for j in 0..n {
+            let row = (o * n + j) * inner;
+            for (i, v) in out[j * inner..(j + 1) * inner].iter_mut().enumerate() {
+                let k = checked_index(idx[row + i], d);
+                *v = t[(o * d + k) * inner + i];
+            }
+        }
+    };
+    #[cfg(feature = "rayon")]
+    if out.len() >= 1 << 16 && outer > 1 && n * inner > 0 {
+        out.par_chunks_mut(n * inner)
+            .enumerate()
+            .for_each(|(o, out)| block(o, out));
+        return out;
+    }
+    if n * inner > 0 {
+        for (o, out) in out.chunks_mut(n * inner).enumerate() {
+            block(o, out);
+        }
+    }
+    out
+}
+
+/// `res[o, idx[o, j, i], i] += v[o, j, i]` for `res: [outer, d, inner]`,
+/// `idx, v: [outer, n, inner]`, in index order within each `o` (salaug patch).
+fn scatter_add_blocks<E: Pod + Copy + Send + Sync + core::ops::AddAssign>(
+    res: &mut [E],
+    idx: &[isize],
+    v: &[E],
+    outer: usize,
+    d: usize,
+    n: usize,
+    inner: usize,
+) {
+    let block = |o: usize, res: &mut [E]| {
+        for j in 0..n {
+            let row = (o * n + j) * inner;
+            for i in 0..inner {
+                let k = checked_index(idx[row + i], d);
+                res[k * inner + i] += v[row + i];
+            }
+        }
+    };
+    if d * inner == 0 {
+        return;
+    }
+    #[cfg(feature = "rayon")]
+    if res.len() >= 1 << 16 && outer > 1 {
+        res.par_chunks_mut(d * inner)
+            .enumerate()
+            .for_each(|(o, res)| block(o, res));
+        return;
+    }
+    for (o, res) in res.chunks_mut(d * inner).enumerate() {
+        block(o, res);
+    }
+}
+
 /// Compute source index for gather operation (N-D case).
 #[inline]
 fn compute_gather_index(
@@ -407,11 +450,6 @@ pub fn scatter_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Se
 
     let mut result: Vec<E> = tensor_data.to_vec();
 
-    let tensor_strides: Vec<usize> = compute_strides(&tensor_shape);
-    let indices_strides: Vec<usize> = compute_strides(indices_shape);
-
-    let num_elements = indices_shape.num_elements();
-
     // Use specialized 2D implementation
     if ndims == 2 {
         scatter_add_2d(
@@ -425,22 +463,18 @@ pub fn scatter_add<E: Element + Pod + Default + Copy + core::ops::AddAssign + Se
             dim,
         );
     } else {
-        // General N-D case (sequential due to potential index conflicts)
-        let dim_stride = tensor_strides[dim];
-        let scatter_dim_size = tensor_shape[dim];
-        for idx in 0..num_elements {
-            let index_val = checked_index(indices_data[idx], scatter_dim_size);
-            let dst_idx = compute_gather_index(
-                idx,
-                index_val,
-                dim,
-                dim_stride,
-                &indices_strides,
-                &tensor_strides,
-                ndims,
-            );
-            result[dst_idx] += value_data[idx];
-        }
+        // General N-D case. salaug patch: as [outer, dim, inner] blocks, blocks of different
+        // `outer` in parallel (they write disjoint rows), inner rows in tight loops.
+        let (outer, inner) = outer_inner(&tensor_shape, dim);
+        scatter_add_blocks(
+            &mut result,
+            &indices_data,
+            value_data,
+            outer,
+            tensor_shape[dim],
+            indices_shape[dim],
+            inner,
+        );
     }
 
     let bytes = Bytes::from_elems(result);
