@@ -307,7 +307,8 @@ fn conv_transpose2d_matches_ndarray() {
     }
 }
 
-/// Element-wise binary ops over strided and broadcast operands (the row-wise walks): every
+/// Element-wise ops over strided and broadcast operands (the row-wise walks, the threaded
+/// unary and scalar loops): every
 /// layout a model step produces (transposes, permutations, slices, flips, per-channel and
 /// per-row broadcasts on either side), large enough to take the multi-threaded path.
 fn strided_binary<B: Backend>() -> Vec<(String, Vec<f32>)> {
@@ -337,6 +338,29 @@ fn strided_binary<B: Backend>() -> Vec<(String, Vec<f32>)> {
             x.clone().flip([1, 3]) / (c.clone().abs() + 0.5),
         ),
         ("max pair broadcast", x.clone().max_pair(r.clone())),
+        (
+            "exp of a permutation",
+            x.clone().permute([1, 0, 3, 2]).exp(),
+        ),
+        ("abs sqrt of a flip", x.clone().flip([0, 2]).abs().sqrt()),
+        (
+            "scalar ops, shared input",
+            (x.clone() * 2.5 + 1.0) / 3.0 - 0.5,
+        ),
+        (
+            "scalar ops, sliced",
+            x.clone().slice([1..5, 2..7, 3..33, 0..29]).mul_scalar(-1.5),
+        ),
+        (
+            "relu of a transposition",
+            burn::tensor::activation::relu(x.clone().swap_dims(1, 2)),
+        ),
+        (
+            "scalar ops, owned",
+            tensor::<B, 4>([6, 8, 64, 48], 15)
+                .mul_scalar(0.5)
+                .add_scalar(2.0),
+        ),
         (
             "contiguous copy of a permutation",
             x.clone()

@@ -8,6 +8,8 @@
 //! the kernels run tight loops (unit stride, or a broadcast scalar) over each row; large walks
 //! are split over rayon threads by rows.
 
+use core::mem::MaybeUninit;
+
 use crate::layout::Layout;
 
 /// Largest rank handled (burn tensors have at most 8 dimensions).
@@ -144,10 +146,14 @@ impl<const N: usize> Walk<N> {
         }
     }
 
-    /// Fills `out` (row-major, `self.len()` elements) row by row:
-    /// `f(out_row, starts)` with `out_row` the output's slice for the row. Split over threads
-    /// when large.
-    pub(crate) fn fill<T: Send>(&self, out: &mut [T], f: impl Fn(&mut [T], [isize; N]) + Sync) {
+    /// Fills `out` (row-major, `self.len()` elements, e.g. a vector's spare capacity) row by
+    /// row: `f(out_row, starts)` with `out_row` the output's slice for the row, which `f` must
+    /// write whole. Split over threads when large.
+    pub(crate) fn fill<T: Send>(
+        &self,
+        out: &mut [MaybeUninit<T>],
+        f: impl Fn(&mut [MaybeUninit<T>], [isize; N]) + Sync,
+    ) {
         let row_len = self.row_len();
         let rows = self.rows();
         debug_assert_eq!(out.len(), rows * row_len);
@@ -178,11 +184,6 @@ impl<const N: usize> Walk<N> {
             f(&mut out[row * row_len..(row + 1) * row_len], starts)
         });
     }
-
-    /// Calls `f(starts)` for every row, in order (no output).
-    pub(crate) fn for_each_row(&self, f: impl FnMut(usize, [isize; N])) {
-        self.rows_range(0, self.rows(), f)
-    }
 }
 
 /// The values of a strided row of `len` elements starting at `start` with `stride`.
@@ -193,12 +194,7 @@ pub(crate) fn row<T: Copy>(src: &[T], start: isize, stride: isize, len: usize) -
     } else if stride == 0 || len <= 1 {
         RowRef::Scalar(src[start as usize])
     } else {
-        RowRef::Strided {
-            src,
-            start,
-            stride,
-            len,
-        }
+        RowRef::Strided { src, start, stride }
     }
 }
 
@@ -213,7 +209,6 @@ pub(crate) enum RowRef<'a, T> {
         src: &'a [T],
         start: isize,
         stride: isize,
-        len: usize,
     },
 }
 
@@ -235,7 +230,7 @@ impl<T: Copy> RowRef<'_, T> {
 /// broadcast combinations.
 #[inline(always)]
 pub(crate) fn zip_rows<T: Copy, R>(
-    dst: &mut [R],
+    dst: &mut [MaybeUninit<R>],
     a: RowRef<'_, T>,
     b: RowRef<'_, T>,
     op: impl Fn(T, T) -> R,
@@ -243,24 +238,24 @@ pub(crate) fn zip_rows<T: Copy, R>(
     match (&a, &b) {
         (RowRef::Unit(x), RowRef::Unit(y)) => {
             for ((d, &x), &y) in dst.iter_mut().zip(x.iter()).zip(y.iter()) {
-                *d = op(x, y);
+                d.write(op(x, y));
             }
         }
         (RowRef::Unit(x), RowRef::Scalar(y)) => {
             let y = *y;
             for (d, &x) in dst.iter_mut().zip(x.iter()) {
-                *d = op(x, y);
+                d.write(op(x, y));
             }
         }
         (RowRef::Scalar(x), RowRef::Unit(y)) => {
             let x = *x;
             for (d, &y) in dst.iter_mut().zip(y.iter()) {
-                *d = op(x, y);
+                d.write(op(x, y));
             }
         }
         _ => {
             for (i, d) in dst.iter_mut().enumerate() {
-                *d = op(a.get(i), b.get(i));
+                d.write(op(a.get(i), b.get(i)));
             }
         }
     }
@@ -268,17 +263,26 @@ pub(crate) fn zip_rows<T: Copy, R>(
 
 /// `dst[i] = op(a[i])` for a classified row.
 #[inline(always)]
-pub(crate) fn map_row<T: Copy, R: Copy>(dst: &mut [R], a: RowRef<'_, T>, op: impl Fn(T) -> R) {
+pub(crate) fn map_row<T: Copy, R: Copy>(
+    dst: &mut [MaybeUninit<R>],
+    a: RowRef<'_, T>,
+    op: impl Fn(T) -> R,
+) {
     match &a {
         RowRef::Unit(x) => {
             for (d, &x) in dst.iter_mut().zip(x.iter()) {
-                *d = op(x);
+                d.write(op(x));
             }
         }
-        RowRef::Scalar(x) => dst.fill(op(*x)),
+        RowRef::Scalar(x) => {
+            let v = op(*x);
+            for d in dst.iter_mut() {
+                d.write(v);
+            }
+        }
         RowRef::Strided { .. } => {
             for (i, d) in dst.iter_mut().enumerate() {
-                *d = op(a.get(i));
+                d.write(op(a.get(i)));
             }
         }
     }
@@ -286,7 +290,7 @@ pub(crate) fn map_row<T: Copy, R: Copy>(dst: &mut [R], a: RowRef<'_, T>, op: imp
 
 /// `op(lhs, rhs)` element-wise into a new row-major buffer, for operands of one shape (after
 /// broadcasting) with any strides. `None` when the rank is over [`MAX_RANK`].
-pub(crate) fn zip_map<T: Copy + Send + Sync + Default, R: Copy + Send + Default>(
+pub(crate) fn zip_map<T: Copy + Send + Sync, R: Copy + Send>(
     lhs: &[T],
     lhs_layout: &Layout,
     rhs: &[T],
@@ -296,15 +300,18 @@ pub(crate) fn zip_map<T: Copy + Send + Sync + Default, R: Copy + Send + Default>
     let walk = Walk::new([lhs_layout, rhs_layout])?;
     let len = walk.row_len();
     let (sa, sb) = (walk.row_stride(0), walk.row_stride(1));
-    let mut out = alloc::vec![R::default(); walk.len()];
-    walk.fill(&mut out, |dst, [a, b]| {
+    let n = walk.len();
+    let mut out = alloc::vec::Vec::with_capacity(n);
+    walk.fill(&mut out.spare_capacity_mut()[..n], |dst, [a, b]| {
         zip_rows(dst, row(lhs, a, sa, len), row(rhs, b, sb, len), &op)
     });
+    // SAFETY: `fill` wrote every row, and the rows cover `0..n`.
+    unsafe { out.set_len(n) };
     Some(out)
 }
 
 /// `op(x)` element-wise into a new row-major buffer, for an operand with any strides.
-pub(crate) fn map<T: Copy + Send + Sync, R: Copy + Send + Default>(
+pub(crate) fn map<T: Copy + Send + Sync, R: Copy + Send>(
     src: &[T],
     layout: &Layout,
     op: impl Fn(T) -> R + Sync,
@@ -312,8 +319,13 @@ pub(crate) fn map<T: Copy + Send + Sync, R: Copy + Send + Default>(
     let walk = Walk::new([layout])?;
     let len = walk.row_len();
     let s = walk.row_stride(0);
-    let mut out = alloc::vec![R::default(); walk.len()];
-    walk.fill(&mut out, |dst, [a]| map_row(dst, row(src, a, s, len), &op));
+    let n = walk.len();
+    let mut out = alloc::vec::Vec::with_capacity(n);
+    walk.fill(&mut out.spare_capacity_mut()[..n], |dst, [a]| {
+        map_row(dst, row(src, a, s, len), &op)
+    });
+    // SAFETY: `fill` wrote every row, and the rows cover `0..n`.
+    unsafe { out.set_len(n) };
     Some(out)
 }
 
@@ -353,4 +365,54 @@ mod tests {
             assert_eq!(walked(&l), reference(&l), "{l:?}");
         }
     }
+}
+
+/// `op` applied to every element of `data` in place, on rayon threads when large.
+pub(crate) fn par_update<T: Copy + Send>(data: &mut [T], op: impl Fn(T) -> T + Sync) {
+    #[cfg(feature = "rayon")]
+    if data.len() >= PARALLEL_ELEMS && rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        let chunk = data.len().div_ceil(4 * rayon::current_num_threads());
+        data.par_chunks_mut(chunk).for_each(|c| {
+            for x in c.iter_mut() {
+                *x = op(*x);
+            }
+        });
+        return;
+    }
+    for x in data.iter_mut() {
+        *x = op(*x);
+    }
+}
+
+/// `op` of every element of `src` into a new vector, on rayon threads when large.
+pub(crate) fn par_map<T: Copy + Sync, R: Copy + Send>(
+    src: &[T],
+    op: impl Fn(T) -> R + Sync,
+) -> alloc::vec::Vec<R> {
+    let n = src.len();
+    let mut out = alloc::vec::Vec::with_capacity(n);
+    {
+        let dst = &mut out.spare_capacity_mut()[..n];
+        let run = |d: &mut [MaybeUninit<R>], s: &[T]| {
+            for (d, &x) in d.iter_mut().zip(s) {
+                d.write(op(x));
+            }
+        };
+        #[cfg(feature = "rayon")]
+        if n >= PARALLEL_ELEMS && rayon::current_num_threads() > 1 {
+            use rayon::prelude::*;
+            let chunk = n.div_ceil(4 * rayon::current_num_threads());
+            dst.par_chunks_mut(chunk)
+                .zip(src.par_chunks(chunk))
+                .for_each(|(d, s)| run(d, s));
+        } else {
+            run(dst, src);
+        }
+        #[cfg(not(feature = "rayon"))]
+        run(dst, src);
+    }
+    // SAFETY: every element of `0..n` was written above.
+    unsafe { out.set_len(n) };
+    out
 }

@@ -252,7 +252,14 @@ impl FlexTensor {
     pub fn empty(shape: Shape, dtype: DType) -> Self {
         let num_elements = shape.num_elements();
         let elem_size = dtype_size(dtype);
-        let bytes = Bytes::from_bytes_vec(alloc::vec![0u8; num_elements * elem_size]);
+        // salaug patch: a zeroed buffer of the element's size and alignment (calloc, no copy).
+        // `Bytes::from_bytes_vec` re-aligned a `Vec<u8>` to 16 bytes by copying it whole.
+        let bytes = match elem_size {
+            8 => Bytes::from_elems(alloc::vec![0u64; num_elements]),
+            4 => Bytes::from_elems(alloc::vec![0u32; num_elements]),
+            2 => Bytes::from_elems(alloc::vec![0u16; num_elements]),
+            _ => Bytes::from_bytes_vec(alloc::vec![0u8; num_elements * elem_size]),
+        };
         let layout = Layout::contiguous(shape);
         Self {
             data: Arc::new(bytes),
@@ -380,18 +387,27 @@ impl FlexTensor {
         } else if let Some(walk) = crate::strided_walk::Walk::new([&self.layout]) {
             // salaug patch: row-wise walk (memcpy of unit-stride rows, threads for large
             // copies) instead of a per-element strided iterator.
-            dst.resize(n, src[0]);
             let len = walk.row_len();
             let stride = walk.row_stride(0);
-            walk.fill(&mut dst, |out, [start]| {
+            walk.fill(&mut dst.spare_capacity_mut()[..n], |out, [start]| {
                 if stride == 1 {
-                    out.copy_from_slice(&src[start as usize..start as usize + len]);
+                    let row = &src[start as usize..start as usize + len];
+                    // SAFETY: `out` has `len` elements; `row` is a distinct, initialized slice.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(
+                            row.as_ptr(),
+                            out.as_mut_ptr().cast::<E>(),
+                            len,
+                        )
+                    };
                 } else {
                     for (i, o) in out.iter_mut().enumerate() {
-                        *o = src[(start + i as isize * stride) as usize];
+                        o.write(src[(start + i as isize * stride) as usize]);
                     }
                 }
             });
+            // SAFETY: `fill` wrote every row, and the rows cover `0..n`.
+            unsafe { dst.set_len(n) };
         } else {
             // General fallback: covers negative strides (flipped
             // tensors) and ND layouts that can't collapse to ≤2D.

@@ -484,16 +484,15 @@ where
 pub(crate) fn scalar_op_typed<E, Op>(mut tensor: FlexTensor, scalar: E, op: Op) -> FlexTensor
 where
     E: Element + bytemuck::Pod,
-    Op: Fn(E, E) -> E,
+    Op: Fn(E, E) -> E + Sync,
 {
-    // In-place fast path: unique, contiguous at offset 0
+    // In-place fast path: unique, contiguous at offset 0. salaug patch: element-wise loops
+    // on rayon threads when large, strided inputs by row-wise walks.
     if tensor.is_unique()
         && let Some((0, end)) = tensor.layout().contiguous_offsets()
     {
         let storage: &mut [E] = tensor.storage_mut();
-        for x in storage[..end].iter_mut() {
-            *x = op(*x, scalar);
-        }
+        crate::strided_walk::par_update(&mut storage[..end], |x| op(x, scalar));
         return tensor;
     }
 
@@ -503,10 +502,13 @@ where
     let storage: &[E] = tensor.storage();
 
     let result: Vec<E> = match tensor.layout().contiguous_offsets() {
-        Some((start, end)) => storage[start..end].iter().map(|&x| op(x, scalar)).collect(),
-        None => StridedIter::new(tensor.layout())
-            .map(|i| op(storage[i], scalar))
-            .collect(),
+        Some((start, end)) => crate::strided_walk::par_map(&storage[start..end], |x| op(x, scalar)),
+        None => match crate::strided_walk::map(storage, tensor.layout(), |x| op(x, scalar)) {
+            Some(result) => result,
+            None => StridedIter::new(tensor.layout())
+                .map(|i| op(storage[i], scalar))
+                .collect(),
+        },
     };
 
     make_tensor(result, shape, dtype)
@@ -556,7 +558,7 @@ where
 /// Note: scalar is truncated to target dtype (matches PyTorch).
 pub fn int_scalar_op<Op>(tensor: FlexTensor, scalar: i64, op: Op) -> FlexTensor
 where
-    Op: Fn(i64, i64) -> i64 + Copy,
+    Op: Fn(i64, i64) -> i64 + Copy + Sync,
 {
     let dtype = tensor.dtype();
 
