@@ -7,12 +7,12 @@
 //! `block1` … `block4` (`block4` after the final BatchNorm and ReLU), `pool`.
 
 use burn::nn::conv::Conv2d;
-use burn::nn::BatchNorm;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::ops::{
-    avg_pool2d, batch_norm, conv, global_avg_pool, max_pool2d, scaled, Linear, LinearConfig,
+    avg_pool2d, batch_norm, conv, global_avg_pool, max_pool2d, scaled, BatchNorm, Linear,
+    LinearConfig,
 };
 use crate::{Features, ModelConfig, Stem};
 

@@ -8,7 +8,7 @@
 //! order (tests at the bottom of this file). `tests/forbidden_ops.rs` fails if a model file
 //! names one of the unsafe ops.
 
-use burn::module::Param;
+use burn::module::{Param, RunningState};
 use burn::prelude::*;
 use burn::tensor::ops::PadMode;
 use burn::tensor::Distribution;
@@ -265,8 +265,78 @@ pub fn conv<B: Backend>(
 }
 
 /// BatchNorm over `channels` (γ = 1, β = 0, momentum 0.1, ε = 1e-5, as PyTorch).
-pub fn batch_norm<B: Backend>(channels: usize, device: &B::Device) -> burn::nn::BatchNorm<B> {
-    burn::nn::BatchNormConfig::new(channels).init(device)
+pub fn batch_norm<B: Backend>(channels: usize, device: &B::Device) -> BatchNorm<B> {
+    BatchNorm {
+        gamma: Param::from_tensor(Tensor::ones([channels], device)),
+        beta: Param::from_tensor(Tensor::zeros([channels], device)),
+        running_mean: RunningState::new(Tensor::zeros([channels], device)),
+        running_var: RunningState::new(Tensor::ones([channels], device)),
+        momentum: 0.1,
+        epsilon: 1e-5,
+    }
+}
+
+/// Batch normalisation of `[batch, channels, h, w]` feature maps: burn's `nn::BatchNorm`
+/// (same fields, same results up to rounding), written with fewer full-size operations.
+///
+/// In training mode (an autodiff backend) the statistics are taken over batch and pixels of
+/// the `[batch, channels, h·w]` view (two reductions along contiguous or leading axes, no
+/// transposed copy), and the output is `(x − μ) · (γ / √(σ² + ε)) + β`: four full-size
+/// operations where burn's takes eight (two `swap_dims` copies, then subtract, divide,
+/// multiply, add). Every full-size operation is differentiated again at second order, so the
+/// saving counts twice in a saliency step. In evaluation mode it is `x · s + t` with `s`, `t`
+/// per channel from the running statistics. The running variance is the biased batch
+/// variance, as burn's (PyTorch keeps the unbiased one); momentum 0.1.
+#[derive(Module, Debug)]
+pub struct BatchNorm<B: Backend> {
+    /// Scale γ, `[channels]`.
+    pub gamma: Param<Tensor<B, 1>>,
+    /// Shift β, `[channels]`.
+    pub beta: Param<Tensor<B, 1>>,
+    /// Running mean, `[channels]`.
+    pub running_mean: RunningState<Tensor<B, 1>>,
+    /// Running (biased) variance, `[channels]`.
+    pub running_var: RunningState<Tensor<B, 1>>,
+    /// Weight of the new batch in the running statistics.
+    pub momentum: f64,
+    /// Added to the variance.
+    pub epsilon: f64,
+}
+
+impl<B: Backend> BatchNorm<B> {
+    /// # Shapes
+    /// - `x`: `[batch, channels, h, w]`
+    /// - output: the same
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [n, c, h, w] = x.dims();
+        let device = x.device();
+        let x = x.reshape([n, c, h * w]);
+        let per_channel = |t: Tensor<B, 1>| t.reshape([1, c, 1]);
+        let y = if B::ad_enabled(&device) {
+            let mean = x.clone().mean_dim(2).mean_dim(0); // [1, c, 1]
+            let centered = x - mean.clone();
+            let var = centered.clone().square().mean_dim(2).mean_dim(0);
+            let m = self.momentum;
+            let update = |state: &RunningState<Tensor<B, 1>>, batch: Tensor<B, 3>| {
+                let old = state.value_sync().to_device(&device);
+                state.update(
+                    old.mul_scalar(1.0 - m)
+                        .add(batch.detach().reshape([c]).mul_scalar(m)),
+                );
+            };
+            update(&self.running_mean, mean);
+            update(&self.running_var, var.clone());
+            let scale = per_channel(self.gamma.val()) / var.add_scalar(self.epsilon).sqrt();
+            centered * scale + per_channel(self.beta.val())
+        } else {
+            let var = self.running_var.value().to_device(&device);
+            let mean = self.running_mean.value().to_device(&device);
+            let scale = self.gamma.val() / var.add_scalar(self.epsilon).sqrt();
+            let shift = self.beta.val() - mean * scale.clone();
+            x * per_channel(scale) + per_channel(shift)
+        };
+        y.reshape([n, c, h, w])
+    }
 }
 
 /// `channels × width`, rounded, at least 1: the width multiplier of every model.
@@ -277,7 +347,7 @@ pub fn scaled(channels: usize, width: f64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::module::Module;
+    use burn::module::{AutodiffModule, Module};
     use burn::tensor::module as burn_ops;
     use salaug_core::gradcheck::{gradcheck, GradcheckBackend as GB, GradcheckConfig};
 
@@ -353,6 +423,39 @@ mod tests {
         let x = seeded::<TB, 2>([4, 5], 4);
         assert_close(ours.forward(x.clone()), theirs.forward(x));
         assert_eq!(ours.num_params(), 5 * 3 + 3);
+    }
+
+    /// Our BatchNorm gives burn's outputs and running statistics, in training mode (autodiff
+    /// backend) and in evaluation mode.
+    #[test]
+    fn batch_norm_matches_burn_batch_norm() {
+        type AD = burn::backend::Autodiff<TB>;
+        let device = Default::default();
+        let ours = batch_norm::<AD>(3, &device);
+        let mut theirs = burn::nn::BatchNormConfig::new(3).init::<AD>(&device);
+        let gamma = seeded::<AD, 1>([3], 8).add_scalar(1.5);
+        let beta = seeded::<AD, 1>([3], 9);
+        let ours = BatchNorm {
+            gamma: Param::from_tensor(gamma.clone()),
+            beta: Param::from_tensor(beta.clone()),
+            ..ours
+        };
+        theirs.gamma = Param::from_tensor(gamma);
+        theirs.beta = Param::from_tensor(beta);
+        for step in 0..3u64 {
+            let x = seeded::<AD, 4>([4, 3, 5, 6], 10 + step)
+                .mul_scalar(2.0)
+                .add_scalar(0.3);
+            let (a, b) = (ours.forward(x.clone()), theirs.forward(x));
+            assert_close(a.inner(), b.inner());
+        }
+        let stats = |m: &RunningState<Tensor<AD, 1>>| m.value_sync().inner();
+        assert_close(stats(&ours.running_mean), stats(&theirs.running_mean));
+        assert_close(stats(&ours.running_var), stats(&theirs.running_var));
+        // Evaluation mode: the plain backend uses the running statistics.
+        let (ours, theirs) = (ours.valid(), theirs.valid());
+        let x = seeded::<TB, 4>([2, 3, 4, 4], 20);
+        assert_close(ours.forward(x.clone()), theirs.forward(x));
     }
 
     /// A probe network `conv → layer → tanh → score` whose saliency loss is gradchecked.

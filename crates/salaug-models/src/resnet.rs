@@ -6,11 +6,12 @@
 //! `pool` (the pooled vector as `[batch, channels, 1, 1]`).
 
 use burn::nn::conv::Conv2d;
-use burn::nn::BatchNorm;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use crate::ops::{batch_norm, conv, global_avg_pool, max_pool2d, scaled, Linear, LinearConfig};
+use crate::ops::{
+    batch_norm, conv, global_avg_pool, max_pool2d, scaled, BatchNorm, Linear, LinearConfig,
+};
 use crate::{Features, ModelConfig, Stem};
 
 /// The 1×1 convolution + BatchNorm on a residual shortcut that changes shape.

@@ -6,11 +6,12 @@
 //! Named features: `block1`, `block2`, `pool`.
 
 use burn::nn::conv::Conv2d;
-use burn::nn::BatchNorm;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use crate::ops::{adaptive_avg_pool2d, batch_norm, conv, max_pool2d, scaled, Linear, LinearConfig};
+use crate::ops::{
+    adaptive_avg_pool2d, batch_norm, conv, max_pool2d, scaled, BatchNorm, Linear, LinearConfig,
+};
 use crate::{Features, ModelConfig, Stem};
 
 /// Conv-BN-ReLU-max-pool ×2, adaptive average pooling to 4×4, linear.

@@ -9,12 +9,12 @@
 //! `stage5`, `pool`.
 
 use burn::nn::conv::Conv2d;
-use burn::nn::{BatchNorm, Dropout, DropoutConfig};
+use burn::nn::{Dropout, DropoutConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::ops::{
-    adaptive_avg_pool2d, batch_norm, conv, global_avg_pool, max_pool2d, scaled, Linear,
+    adaptive_avg_pool2d, batch_norm, conv, global_avg_pool, max_pool2d, scaled, BatchNorm, Linear,
     LinearConfig,
 };
 use crate::{Features, ModelConfig, Stem};
