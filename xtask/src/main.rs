@@ -1,5 +1,6 @@
 //! Project tasks: `cargo xtask <command>` (the alias lives in `.cargo/config.toml`).
 
+mod bench;
 mod reproduce;
 
 use std::path::PathBuf;
@@ -55,14 +56,39 @@ enum Command {
     },
     /// Run a benchmark in release mode and print its table.
     Bench {
+        /// `peer`: salaug's training step against the same step in PyTorch, side by side
+        /// (`../shared/peers/torch_saliency_bench.py`; writes `results/bench-peer.md`);
+        /// `conv`: the convolution kernels per ResNet-18 layer (ms, GFLOP/s);
         /// `layers`: the twice-differentiable layers vs burn's ops (salaug-models);
         /// `step`: plain vs saliency training step of the salaug-core example network;
         /// `models`: plain vs saliency step of the zoo's models (SALAUG_BENCH_ARCHS).
-        #[arg(value_parser = ["layers", "step", "models"])]
+        #[arg(value_parser = ["peer", "conv", "layers", "step", "models"])]
         what: String,
-        /// CPU backend to measure.
+        /// CPU backend to measure (not `peer`, which measures the default build).
         #[arg(long, default_value = "flex", value_parser = ["flex", "ndarray"])]
         backend: String,
+        /// `peer`: models (small_cnn, resnet18, densenet121).
+        #[arg(long, value_delimiter = ',', default_values_t = ["small_cnn".to_string(), "resnet18".into(), "densenet121".into()])]
+        models: Vec<String>,
+        /// `peer`: threads of both sides.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// `peer`: untimed steps (default per model: 3, 1, 1).
+        #[arg(long)]
+        warmup: Option<usize>,
+        /// `peer`: timed steps (default per model: 20, 5, 3).
+        #[arg(long)]
+        iters: Option<usize>,
+        /// `peer`: the PyTorch script.
+        #[arg(long, default_value = "../shared/peers/torch_saliency_bench.py")]
+        script: PathBuf,
+        /// `peer`: Python of the PyTorch environment (default: $SALAUG_PEER_PYTHON, else
+        /// /tmp/torch-peer or a .venv beside the script, when present).
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// `peer`: measure salaug only.
+        #[arg(long)]
+        no_torch: bool,
     },
 }
 
@@ -142,10 +168,50 @@ fn main() -> Result<()> {
             "--ignored",
             "--nocapture",
         ]),
-        Command::Bench { what, backend } => {
+        Command::Bench {
+            what,
+            backend,
+            models,
+            threads,
+            warmup,
+            iters,
+            script,
+            python,
+            no_torch,
+        } => {
+            if what == "peer" {
+                let root = reproduce::workspace_root();
+                let script = root.join(script);
+                let python = if no_torch {
+                    None
+                } else {
+                    let python = python.or_else(|| bench::default_python(&script));
+                    if python.is_none() {
+                        eprintln!(
+                            "no PyTorch environment found (see ../shared/peers/RESULTS.md; \
+                             --python, $SALAUG_PEER_PYTHON): measuring salaug only"
+                        );
+                    } else if !script.exists() {
+                        bail!("{}: PyTorch script not found (--script)", script.display());
+                    }
+                    python
+                };
+                let md = bench::peer(&bench::PeerOptions {
+                    models,
+                    threads,
+                    warmup,
+                    iters,
+                    script,
+                    python,
+                    out: "results".into(),
+                })?;
+                println!("{md}");
+                return Ok(());
+            }
             let (package, example) = match what.as_str() {
                 "layers" => ("salaug-models", "bench_layers"),
                 "models" => ("salaug-models", "bench_models"),
+                "conv" => ("salaug-models", "bench_conv"),
                 _ => ("salaug-core", "train_step"),
             };
             cargo(&[

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use salaug_spec::StepTiming;
 use serde::Deserialize;
 
 /// Which scale to run.
@@ -442,14 +443,14 @@ pub struct Options {
     pub out: PathBuf,
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
 }
 
-fn build_salaug(backend: &str, download: bool) -> Result<PathBuf> {
+pub(crate) fn build_salaug(backend: &str, download: bool) -> Result<PathBuf> {
     let features = if download {
         format!("{backend},download")
     } else {
@@ -477,7 +478,7 @@ const DEBIAN_FOLDER: &str = "/usr/share/datasets/fashion-mnist";
 /// package (as root, or with sudo), else asks for a `salaug` built with the `download` feature,
 /// which fetches the official files (md5-checked) into its cache. Returns whether to build
 /// with `download`.
-fn ensure_fashion_mnist(data_dir: Option<&Path>) -> Result<bool> {
+pub(crate) fn ensure_fashion_mnist(data_dir: Option<&Path>) -> Result<bool> {
     let mut places: Vec<PathBuf> = Vec::new();
     if let Some(d) = data_dir {
         places.push(d.to_path_buf());
@@ -701,35 +702,23 @@ fn timing(spec: &TableSpec, opts: &Options, bin: &Path, base: &Path) -> Result<V
                 args.push("--set".into());
                 args.push(s);
             }
-            let line = salaug(bin, &args)?;
-            measured.insert(strategy, parse_time_line(line.trim())?);
+            let out = salaug(bin, &args)?;
+            measured.insert(
+                strategy,
+                StepTiming::from_output(&out).map_err(anyhow::Error::msg)?,
+            );
         }
         let (p, s) = (&measured["ref"], &measured["sal"]);
         rows.push(Timing {
             model: model.clone(),
-            plain_ms: p.0,
-            sal_ms: s.0,
-            plain_mib: p.1,
-            sal_mib: s.1,
-            device: p.2.clone(),
+            plain_ms: p.mean_ms,
+            sal_ms: s.mean_ms,
+            plain_mib: p.peak_rss_mib,
+            sal_mib: s.peak_rss_mib,
+            device: p.device.clone(),
         });
     }
     Ok(rows)
-}
-
-/// Parses `salaug time`'s line: `arch,strategy,batch,ms,iters,peak_mib,device`.
-pub fn parse_time_line(line: &str) -> Result<(f64, Option<f64>, String)> {
-    let f: Vec<&str> = line.splitn(7, ',').collect();
-    if f.len() != 7 {
-        bail!("unexpected output of salaug time: {line:?}");
-    }
-    let ms = f[3].parse().with_context(|| format!("time in {line:?}"))?;
-    let mib = if f[5].is_empty() {
-        None
-    } else {
-        Some(f[5].parse()?)
-    };
-    Ok((ms, mib, f[6].to_string()))
 }
 
 #[cfg(test)]
@@ -888,10 +877,5 @@ rotation = ["augment.max_degrees=10.0"]
             "{md}"
         );
         assert!(csv.contains("resnet18,100.000,250.000,2.5000,512.0,,cpu"));
-        assert_eq!(
-            parse_time_line("resnet18,sal,32,12.5,5,300.0,Cpu").unwrap(),
-            (12.5, Some(300.0), "Cpu".into())
-        );
-        assert!(parse_time_line("garbage").is_err());
     }
 }

@@ -199,6 +199,63 @@ pub enum Optimizer {
     },
 }
 
+/// Work that needs the run's optimiser, whatever its burn type (see [`Optimizer::with`]).
+pub trait WithOptimizer<B: burn::tensor::backend::Backend> {
+    /// What the work returns.
+    type Output;
+    /// Does the work; `make` builds a fresh optimiser (state-free) of the configured kind.
+    fn run<O>(self, make: impl Fn() -> O) -> Self::Output
+    where
+        O: burn::optim::Optimizer<
+                crate::trainee::Trainee<burn::backend::Autodiff<B>>,
+                burn::backend::Autodiff<B>,
+            > + 'static;
+}
+
+impl Optimizer {
+    /// Runs `work` with burn's optimiser of this configuration: the one place that turns the
+    /// config into burn's optimiser configs (training and `salaug time` both go through it).
+    pub fn with<B: burn::tensor::backend::Backend, W: WithOptimizer<B>>(
+        &self,
+        work: W,
+    ) -> W::Output {
+        use burn::optim::{
+            decay::WeightDecayConfig, momentum::MomentumConfig, AdamConfig, AdamWConfig, SgdConfig,
+        };
+        match *self {
+            Optimizer::Sgd {
+                momentum,
+                nesterov,
+                weight_decay,
+            } => {
+                let mut c = SgdConfig::new();
+                if momentum > 0.0 {
+                    c = c.with_momentum(Some(
+                        MomentumConfig::new()
+                            .with_momentum(momentum)
+                            .with_dampening(0.0)
+                            .with_nesterov(nesterov),
+                    ));
+                }
+                if weight_decay > 0.0 {
+                    c = c.with_weight_decay(Some(WeightDecayConfig::new(weight_decay as f32)));
+                }
+                work.run(|| c.init())
+            }
+            Optimizer::Adam { weight_decay } => {
+                let c = AdamConfig::new().with_weight_decay(
+                    (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)),
+                );
+                work.run(|| c.init())
+            }
+            Optimizer::AdamW { weight_decay } => {
+                let c = AdamWConfig::new().with_weight_decay(weight_decay as f32);
+                work.run(|| c.init())
+            }
+        }
+    }
+}
+
 fn momentum() -> f64 {
     0.9
 }

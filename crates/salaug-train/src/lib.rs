@@ -10,6 +10,7 @@ pub mod render;
 pub mod run;
 pub mod saliency_png;
 pub mod schedule;
+pub mod timing;
 pub mod trainee;
 
 pub use config::RunConfig;

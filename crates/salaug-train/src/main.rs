@@ -68,8 +68,8 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Time training steps of a config (per-iteration time and peak memory, as the paper's
-    /// table 4); prints one CSV line: arch,strategy,batch,ms_per_iter,iters,peak_rss_mib,device.
+    /// Time training steps of a config: wall time per step, CPU use and peak memory (the
+    /// paper's table 4, `cargo xtask bench peer`); prints one JSON line (`salaug_spec::StepTiming`).
     Time {
         /// The run config (TOML).
         #[arg(long)]
@@ -209,18 +209,8 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             init_logging(None)?;
             let config = RunConfig::load(&config, &set)?;
-            let t =
-                salaug_train::run::time_steps::<Selected>(config.clone(), warmup, iters, &device)?;
-            println!(
-                "{},{},{},{:.3},{},{},{}",
-                config.model.arch,
-                config.train.strategy.name(),
-                config.train.batch_size,
-                t.ms_per_iter,
-                t.iters,
-                t.peak_rss_mib.map_or("".into(), |m| format!("{m:.1}")),
-                t.device.replace(',', ";")
-            );
+            let t = salaug_train::timing::time_steps::<Selected>(config, warmup, iters, &device)?;
+            println!("{}", t.to_json_line());
         }
     }
     Ok(())

@@ -23,10 +23,7 @@ use anyhow::{bail, Context, Result};
 use burn::backend::Autodiff;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::module::Module;
-use burn::optim::{
-    decay::WeightDecayConfig, momentum::MomentumConfig, AdamConfig, AdamWConfig, Optimizer,
-    SgdConfig,
-};
+use burn::optim::Optimizer;
 use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::train::checkpoint::KeepLastNCheckpoints;
@@ -396,38 +393,40 @@ pub fn train<B: Backend>(
     // The resolved config, with the normalisation used.
     std::fs::write(dir.join("config.toml"), config.to_toml())
         .with_context(|| format!("writing {}", dir.join("config.toml").display()))?;
-    match config.train.optimizer {
-        config::Optimizer::Sgd {
-            momentum,
-            nesterov,
-            weight_decay,
-        } => {
-            let mut c = SgdConfig::new();
-            if momentum > 0.0 {
-                c = c.with_momentum(Some(
-                    MomentumConfig::new()
-                        .with_momentum(momentum)
-                        .with_dampening(0.0)
-                        .with_nesterov(nesterov),
-                ));
-            }
-            if weight_decay > 0.0 {
-                c = c.with_weight_decay(Some(WeightDecayConfig::new(weight_decay as f32)));
-            }
-            epochs::<B, _>(&config, &data, dir, start, device, || c.init())
-        }
-        config::Optimizer::Adam { weight_decay } => {
-            let c = AdamConfig::new().with_weight_decay(
-                (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32)),
-            );
-            epochs::<B, _>(&config, &data, dir, start, device, || c.init())
-        }
-        config::Optimizer::AdamW { weight_decay } => {
-            let c = AdamWConfig::new().with_weight_decay(weight_decay as f32);
-            epochs::<B, _>(&config, &data, dir, start, device, || c.init())
-        }
-    }?;
+    config.train.optimizer.with(Epochs::<B> {
+        config: &config,
+        data: &data,
+        dir,
+        start,
+        device,
+    })?;
     read_metrics(dir)
+}
+
+/// The epoch loop of [`train`], for any optimiser.
+struct Epochs<'a, B: Backend> {
+    config: &'a RunConfig,
+    data: &'a Data,
+    dir: &'a Path,
+    start: usize,
+    device: &'a B::Device,
+}
+
+impl<B: Backend> config::WithOptimizer<B> for Epochs<'_, B> {
+    type Output = Result<()>;
+    fn run<O>(self, make: impl Fn() -> O) -> Result<()>
+    where
+        O: Optimizer<Trainee<Autodiff<B>>, Autodiff<B>> + 'static,
+    {
+        epochs::<B, O>(
+            self.config,
+            self.data,
+            self.dir,
+            self.start,
+            self.device,
+            make,
+        )
+    }
 }
 
 fn epochs<B, O>(
@@ -583,68 +582,4 @@ pub fn load_run<B: Backend>(
         .load(file.clone(), device)
         .with_context(|| format!("loading {}.mpk", file.display()))?;
     Ok((config, data, model.load_record(record)))
-}
-
-/// Per-iteration time of a training step (the paper's table 4 measurement).
-#[derive(Debug, Clone, PartialEq)]
-pub struct StepTiming {
-    /// Mean milliseconds per timed iteration.
-    pub ms_per_iter: f64,
-    /// Timed iterations.
-    pub iters: usize,
-    /// Peak resident memory of the process in MiB (Linux `VmHWM`), if known.
-    pub peak_rss_mib: Option<f64>,
-    /// The backend's name for the device.
-    pub device: String,
-}
-
-/// The process's peak resident set size in MiB (Linux), if readable.
-pub fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-/// Times full training steps (augmentation, forward, the saliency pass when the strategy has
-/// one, backward, SGD update) on the first `train.batch_size` training images: `warmup`
-/// untimed steps, then the mean of `iters` timed ones, synchronising the device each step.
-pub fn time_steps<B: Backend>(
-    mut config: RunConfig,
-    warmup: usize,
-    iters: usize,
-    device: &B::Device,
-) -> Result<StepTiming> {
-    use burn::optim::GradientsParams;
-    if iters == 0 {
-        bail!("--iters must be at least 1");
-    }
-    let data = load_data(&mut config)?;
-    let n = config.train.batch_size.min(data.train.len());
-    if n < 2 {
-        bail!("need at least 2 training images to time a step");
-    }
-    let mut model = build_model::<Autodiff<B>>(&config, &data, device)?;
-    let batch: Batch<Autodiff<B>> =
-        ImageBatcher::new(data.train.clone()).make((0..n).collect(), device);
-    let mut optim = SgdConfig::new()
-        .with_momentum(Some(MomentumConfig::new().with_dampening(0.0)))
-        .init::<Autodiff<B>, Trainee<Autodiff<B>>>();
-    let mut total = 0.0;
-    for i in 0..warmup + iters {
-        let started = Instant::now();
-        let l = model.losses(&batch)?;
-        let grads = GradientsParams::from_grads(l.total.backward(), &model);
-        model = optim.step(config.train.lr, model, grads);
-        B::sync(device).map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))?;
-        if i >= warmup {
-            total += started.elapsed().as_secs_f64();
-        }
-    }
-    Ok(StepTiming {
-        ms_per_iter: 1e3 * total / iters as f64,
-        iters,
-        peak_rss_mib: peak_rss_mib(),
-        device: B::name(device),
-    })
 }
