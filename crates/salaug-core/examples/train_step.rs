@@ -84,6 +84,7 @@ impl<B: Backend> Classifier<B> for Net<B> {
 salaug_core::impl_lift!(Net);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    salaug_core::backend::tune_allocator();
     let device = Default::default();
     B::seed(&device, 42);
     let classes = 10;

@@ -338,6 +338,11 @@ fn strided_binary<B: Backend>() -> Vec<(String, Vec<f32>)> {
             x.clone().flip([1, 3]) / (c.clone().abs() + 0.5),
         ),
         ("max pair broadcast", x.clone().max_pair(r.clone())),
+        ("add contiguous, shared", x.clone() + x.clone().exp()),
+        (
+            "sub contiguous at an offset",
+            x.clone().slice([1..6]) - y.clone().swap_dims(0, 1).slice([1..6]).swap_dims(2, 3),
+        ),
         (
             "exp of a permutation",
             x.clone().permute([1, 0, 3, 2]).exp(),

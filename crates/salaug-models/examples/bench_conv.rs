@@ -21,6 +21,7 @@ fn float<const D: usize>(t: Tensor<Cpu, D>) -> burn::tensor::ops::FloatTensor<Cp
 }
 
 fn main() {
+    salaug_core::backend::tune_allocator();
     let batch = common::env_usize("SALAUG_BENCH_BATCH", 128);
     let reps = common::env_usize("SALAUG_BENCH_REPS", 5);
     let device = Default::default();

@@ -63,6 +63,7 @@ fn row(name: &str, fwd: f64, second: Option<f64>) {
 }
 
 fn main() {
+    salaug_core::backend::tune_allocator();
     let device = Default::default();
     Cpu::seed(&device, 0);
     let x = Tensor::<Cpu, 4>::random([64, 64, 28, 28], Distribution::Normal(0.0, 1.0), &device);

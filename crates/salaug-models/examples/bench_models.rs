@@ -50,6 +50,7 @@ fn saliency_step(model: &Model<AD>, x: Tensor<AD, 4>, y: Tensor<AD, 1, Int>) {
 }
 
 fn main() {
+    salaug_core::backend::tune_allocator();
     let reps = env("SALAUG_BENCH_REPS", 3);
     let batch = env("SALAUG_BENCH_BATCH", 64);
     let side = env("SALAUG_BENCH_SIDE", 32);

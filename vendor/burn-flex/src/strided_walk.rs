@@ -147,8 +147,10 @@ impl<const N: usize> Walk<N> {
     }
 
     /// Fills `out` (row-major, `self.len()` elements, e.g. a vector's spare capacity) row by
-    /// row: `f(out_row, starts)` with `out_row` the output's slice for the row, which `f` must
-    /// write whole. Split over threads when large.
+    /// row: `f(out_row, starts)` with `out_row` the output's slice for a row (or, when rows
+    /// are few and long, a piece of one: its length is `out_row.len()`) and `starts` the
+    /// operands' storage indices of its first element; `f` must write `out_row` whole. Split
+    /// over threads when large.
     pub(crate) fn fill<T: Send>(
         &self,
         out: &mut [MaybeUninit<T>],
@@ -163,20 +165,43 @@ impl<const N: usize> Walk<N> {
         #[cfg(feature = "rayon")]
         {
             let threads = rayon::current_num_threads();
-            if threads > 1 && self.len() >= PARALLEL_ELEMS && rows > 1 {
+            if threads > 1 && self.len() >= PARALLEL_ELEMS {
                 use rayon::prelude::*;
-                let chunks = (4 * threads).min(rows);
-                let per = rows.div_ceil(chunks);
-                out.par_chunks_mut(per * row_len)
-                    .enumerate()
-                    .for_each(|(c, part)| {
-                        let first = c * per;
-                        let count = part.len() / row_len;
-                        self.rows_range(first, count, |row, starts| {
-                            let r = row - first;
-                            f(&mut part[r * row_len..(r + 1) * row_len], starts)
+                let tasks = 4 * threads;
+                if rows >= tasks {
+                    // Chunks of whole rows.
+                    let per = rows.div_ceil(tasks);
+                    out.par_chunks_mut(per * row_len)
+                        .enumerate()
+                        .for_each(|(c, part)| {
+                            let first = c * per;
+                            let count = part.len() / row_len;
+                            self.rows_range(first, count, |row, starts| {
+                                let r = row - first;
+                                f(&mut part[r * row_len..(r + 1) * row_len], starts)
+                            });
                         });
-                    });
+                } else {
+                    // Few long rows (a contiguous tensor is one row): pieces of rows.
+                    let pieces = tasks.div_ceil(rows);
+                    let piece = row_len.div_ceil(pieces).div_ceil(64) * 64;
+                    out.par_chunks_mut(row_len)
+                        .enumerate()
+                        .for_each(|(row, out_row)| {
+                            self.rows_range(row, 1, |_, starts| {
+                                out_row
+                                    .par_chunks_mut(piece)
+                                    .enumerate()
+                                    .for_each(|(p, part)| {
+                                        let mut s = starts;
+                                        for k in 0..N {
+                                            s[k] += (p * piece) as isize * self.row_stride(k);
+                                        }
+                                        f(part, s)
+                                    });
+                            });
+                        });
+                }
                 return;
             }
         }
@@ -298,11 +323,11 @@ pub(crate) fn zip_map<T: Copy + Send + Sync, R: Copy + Send>(
     op: impl Fn(T, T) -> R + Sync,
 ) -> Option<alloc::vec::Vec<R>> {
     let walk = Walk::new([lhs_layout, rhs_layout])?;
-    let len = walk.row_len();
     let (sa, sb) = (walk.row_stride(0), walk.row_stride(1));
     let n = walk.len();
     let mut out = alloc::vec::Vec::with_capacity(n);
     walk.fill(&mut out.spare_capacity_mut()[..n], |dst, [a, b]| {
+        let len = dst.len();
         zip_rows(dst, row(lhs, a, sa, len), row(rhs, b, sb, len), &op)
     });
     // SAFETY: `fill` wrote every row, and the rows cover `0..n`.
@@ -317,11 +342,11 @@ pub(crate) fn map<T: Copy + Send + Sync, R: Copy + Send>(
     op: impl Fn(T) -> R + Sync,
 ) -> Option<alloc::vec::Vec<R>> {
     let walk = Walk::new([layout])?;
-    let len = walk.row_len();
     let s = walk.row_stride(0);
     let n = walk.len();
     let mut out = alloc::vec::Vec::with_capacity(n);
     walk.fill(&mut out.spare_capacity_mut()[..n], |dst, [a]| {
+        let len = dst.len();
         map_row(dst, row(src, a, s, len), &op)
     });
     // SAFETY: `fill` wrote every row, and the rows cover `0..n`.
@@ -415,4 +440,53 @@ pub(crate) fn par_map<T: Copy + Sync, R: Copy + Send>(
     // SAFETY: every element of `0..n` was written above.
     unsafe { out.set_len(n) };
     out
+}
+
+/// `f(dst_chunk, src_chunk)` over matching chunks of `dst` and `src` (equal lengths), on rayon
+/// threads when large. Chunks are multiples of `align` elements (except the last), so that
+/// callers can keep whole rows together.
+pub(crate) fn par_chunks2<T: Send + Sync, U: Sync>(
+    dst: &mut [T],
+    src: &[U],
+    align: usize,
+    f: impl Fn(&mut [T], &[U]) + Sync,
+) {
+    debug_assert_eq!(dst.len(), src.len());
+    #[cfg(feature = "rayon")]
+    if dst.len() >= PARALLEL_ELEMS && rayon::current_num_threads() > 1 {
+        use rayon::prelude::*;
+        let align = align.max(1);
+        let chunk = dst
+            .len()
+            .div_ceil(4 * rayon::current_num_threads())
+            .div_ceil(align)
+            * align;
+        dst.par_chunks_mut(chunk)
+            .zip(src.par_chunks(chunk))
+            .for_each(|(d, s)| f(d, s));
+        return;
+    }
+    let _ = align;
+    f(dst, src)
+}
+
+/// `f(first_row, rows)` over chunks of whole rows of `data` (rows of `row_len` elements), on
+/// rayon threads when large.
+pub(crate) fn par_rows<T: Send>(
+    data: &mut [T],
+    row_len: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    let row_len = row_len.max(1);
+    #[cfg(feature = "rayon")]
+    if data.len() >= PARALLEL_ELEMS && rayon::current_num_threads() > 1 && data.len() > row_len {
+        use rayon::prelude::*;
+        let rows = data.len() / row_len;
+        let per = rows.div_ceil(4 * rayon::current_num_threads()).max(1);
+        data.par_chunks_mut(per * row_len)
+            .enumerate()
+            .for_each(|(c, chunk)| f(c * per, chunk));
+        return;
+    }
+    f(0, data)
 }

@@ -387,9 +387,9 @@ impl FlexTensor {
         } else if let Some(walk) = crate::strided_walk::Walk::new([&self.layout]) {
             // salaug patch: row-wise walk (memcpy of unit-stride rows, threads for large
             // copies) instead of a per-element strided iterator.
-            let len = walk.row_len();
             let stride = walk.row_stride(0);
             walk.fill(&mut dst.spare_capacity_mut()[..n], |out, [start]| {
+                let len = out.len();
                 if stride == 1 {
                     let row = &src[start as usize..start as usize + len];
                     // SAFETY: `out` has `len` elements; `row` is a distinct, initialized slice.

@@ -96,12 +96,13 @@ where
         let lhs_storage: &mut [f32] = lhs.storage_mut();
         let l_slice = &mut lhs_storage[..l_end];
 
-        match simd_op {
-            BinaryOp::Add => simd::add_inplace_f32(l_slice, r_slice),
-            BinaryOp::Sub => simd::sub_inplace_f32(l_slice, r_slice),
-            BinaryOp::Mul => simd::mul_inplace_f32(l_slice, r_slice),
-            BinaryOp::Div => simd::div_inplace_f32(l_slice, r_slice),
-        }
+        // salaug patch: on rayon threads when large.
+        crate::strided_walk::par_chunks2(l_slice, r_slice, 64, |l, r| match simd_op {
+            BinaryOp::Add => simd::add_inplace_f32(l, r),
+            BinaryOp::Sub => simd::sub_inplace_f32(l, r),
+            BinaryOp::Mul => simd::mul_inplace_f32(l, r),
+            BinaryOp::Div => simd::div_inplace_f32(l, r),
+        });
         return lhs;
     }
 
@@ -283,14 +284,15 @@ fn run_broadcast_pattern_f32(
             // One SIMD dispatch covers the whole outer walk. The kernel
             // keeps `rhs_row` in registers across rows for small row
             // lengths, and pays the macerator feature-detection cost
-            // exactly once.
+            // exactly once. salaug patch: one dispatch per chunk of whole
+            // rows, chunks on rayon threads when large.
             let dst_full = &mut dst[..total];
-            match simd_op {
-                BinaryOp::Add => simd::add_shared_row_inplace_f32(dst_full, rhs_row),
-                BinaryOp::Sub => simd::sub_shared_row_inplace_f32(dst_full, rhs_row),
-                BinaryOp::Mul => simd::mul_shared_row_inplace_f32(dst_full, rhs_row),
-                BinaryOp::Div => simd::div_shared_row_inplace_f32(dst_full, rhs_row),
-            }
+            crate::strided_walk::par_rows(dst_full, row_len, |_, d| match simd_op {
+                BinaryOp::Add => simd::add_shared_row_inplace_f32(d, rhs_row),
+                BinaryOp::Sub => simd::sub_shared_row_inplace_f32(d, rhs_row),
+                BinaryOp::Mul => simd::mul_shared_row_inplace_f32(d, rhs_row),
+                BinaryOp::Div => simd::div_shared_row_inplace_f32(d, rhs_row),
+            });
         }
         BroadcastView::PerRowScalar {
             outer_count,
@@ -301,12 +303,17 @@ fn run_broadcast_pattern_f32(
             // One monomorphized helper per op. The closure is statically
             // known at each call site so LLVM still autovectorizes the
             // inner scalar loop, and the outer op dispatch happens once.
-            match simd_op {
-                BinaryOp::Add => per_row_scalar_apply(dst, scalars, row_len, |a, b| a + b),
-                BinaryOp::Sub => per_row_scalar_apply(dst, scalars, row_len, |a, b| a - b),
-                BinaryOp::Mul => per_row_scalar_apply(dst, scalars, row_len, |a, b| a * b),
-                BinaryOp::Div => per_row_scalar_apply(dst, scalars, row_len, |a, b| a / b),
-            }
+            // salaug patch: chunks of whole rows on rayon threads when large.
+            let dst = &mut dst[..outer_count * row_len];
+            crate::strided_walk::par_rows(dst, row_len, |first, d| {
+                let sc = &scalars[first..first + d.len() / row_len.max(1)];
+                match simd_op {
+                    BinaryOp::Add => per_row_scalar_apply(d, sc, row_len, |a, b| a + b),
+                    BinaryOp::Sub => per_row_scalar_apply(d, sc, row_len, |a, b| a - b),
+                    BinaryOp::Mul => per_row_scalar_apply(d, sc, row_len, |a, b| a * b),
+                    BinaryOp::Div => per_row_scalar_apply(d, sc, row_len, |a, b| a / b),
+                }
+            });
         }
     }
 }
@@ -359,10 +366,25 @@ where
     {
         let lhs_storage: &mut [E] = lhs.storage_mut();
         let r_slice = &rhs_storage[r_start..r_end];
-        for (l, &r) in lhs_storage[..l_end].iter_mut().zip(r_slice) {
-            *l = op(*l, r);
-        }
+        // salaug patch: on rayon threads when large.
+        crate::strided_walk::par_chunks2(&mut lhs_storage[..l_end], r_slice, 1, |l, r| {
+            for (l, &r) in l.iter_mut().zip(r) {
+                *l = op(*l, r);
+            }
+        });
         return lhs;
+    }
+
+    // salaug patch: every other layout (offset, transposed, broadcast) by a row-wise walk,
+    // on rayon threads when large; the per-element paths below remain for ranks over 8.
+    if let Some(result) = crate::strided_walk::zip_map(
+        lhs.storage::<E>(),
+        lhs.layout(),
+        rhs_storage,
+        rhs.layout(),
+        &op,
+    ) {
+        return make_tensor(result, lhs.layout().shape().clone(), lhs.dtype());
     }
 
     // Allocating path
