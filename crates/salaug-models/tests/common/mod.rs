@@ -1,0 +1,77 @@
+//! The finite-difference check of the zoo's L_sal, shared by the ndarray (`gradcheck.rs`) and
+//! flex (`gradcheck_flex.rs`) test binaries.
+#![allow(dead_code)]
+
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Distribution;
+use salaug_core::gradcheck::{gradcheck, GradcheckConfig};
+use salaug_core::{SaliencyKind, SaliencyLossConfig, SaliencyMethod};
+use salaug_models::{Arch, Model, ModelConfig, Stem};
+
+pub fn config(arch: Arch, width: f64) -> ModelConfig {
+    ModelConfig::new(arch, Stem::Small, 2, 3).with_width(width)
+}
+
+pub fn check<B: AutodiffBackend>(arch: Arch, width: f64, side: usize, entries_per_param: usize) {
+    check_model::<B>(
+        |device| config(arch, width).init::<B>(device),
+        arch.name(),
+        side,
+        entries_per_param,
+    );
+}
+
+/// The tests of a binary run in parallel and burn's backend RNG is global: seeding, weight
+/// initialisation (lazy, so up to materialisation) and the input draw happen under this lock,
+/// so every test sees the same values whatever runs beside it.
+pub static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Finite-difference step. The input gradient of a ReLU network is discontinuous where a
+/// pre-activation crosses zero; the smaller the step, the rarer a difference that straddles
+/// such a kink (f64 round-off stays ~1e-9 relative at this step).
+pub const STEP: f64 = 1e-6;
+
+pub fn check_model<B: AutodiffBackend>(
+    build: impl FnOnce(&B::Device) -> Model<B>,
+    arch: &str,
+    side: usize,
+    entries_per_param: usize,
+) {
+    let device = Default::default();
+    let (model, x) = {
+        let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
+        B::seed(&device, 3);
+        let model = build(&device);
+        salaug_core::materialize(&model);
+        let x = Tensor::<B, 4>::random([2, 2, side, side], Distribution::Default, &device);
+        (model, x)
+    };
+    let y = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &device);
+    let loss = SaliencyLossConfig::default().init().unwrap();
+    let report = gradcheck(
+        &model,
+        |m| {
+            // The maps of x against the flipped-back maps of flip(x).
+            let batch = Tensor::cat(vec![x.clone(), x.clone().flip([3])], 0);
+            let targets = Tensor::cat(vec![y.clone(), y.clone()], 0);
+            let out = SaliencyKind::Gradient
+                .attribute(m, batch, targets, &[])
+                .unwrap();
+            let maps = loss.reduce(out.maps).chunk(2, 0);
+            loss.forward(maps[0].clone(), maps[1].clone().flip([3]), None)
+                .unwrap()
+        },
+        GradcheckConfig {
+            entries_per_param,
+            step: STEP,
+            ..Default::default()
+        },
+    );
+    println!(
+        "{arch}: {} parameter tensors, max rel error {:.2e}",
+        report.params.len(),
+        report.max_rel_error()
+    );
+    report.assert_within(1e-6);
+}
