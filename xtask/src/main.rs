@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask <command>` (the alias lives in `.cargo/config.toml`).
 
 mod bench;
+mod profile;
 mod reproduce;
 
 use std::path::PathBuf;
@@ -53,6 +54,23 @@ enum Command {
         /// Output folder for the tables and run directories.
         #[arg(long, default_value = "results")]
         out: PathBuf,
+    },
+    /// Where a training step's time goes, by kernel: builds `salaug` in the `profiling`
+    /// profile, records `salaug time` (the step of configs/bench-peer.toml) with `perf`
+    /// (Debian: linux-perf) and tabulates the samples.
+    Profile {
+        /// Model (small_cnn, resnet18, densenet121, …).
+        #[arg(long, default_value = "resnet18")]
+        model: String,
+        /// Strategy (ref = plain step, sal = saliency step).
+        #[arg(long, default_value = "sal")]
+        strategy: String,
+        /// Untimed steps.
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+        /// Recorded steps.
+        #[arg(long, default_value_t = 3)]
+        iters: usize,
     },
     /// Run a benchmark in release mode and print its table.
     Bench {
@@ -168,6 +186,15 @@ fn main() -> Result<()> {
             "--ignored",
             "--nocapture",
         ]),
+        Command::Profile {
+            model,
+            strategy,
+            warmup,
+            iters,
+        } => {
+            println!("{}", profile::profile(&model, &strategy, warmup, iters)?);
+            Ok(())
+        }
         Command::Bench {
             what,
             backend,
