@@ -197,9 +197,8 @@ fn classify(data: &Path) -> Result<String> {
         if line.trim().is_empty() {
             flush(&header, &mut stack);
             header = None;
-        } else if !line.starts_with(char::is_whitespace) {
-            let ids = line.split_whitespace().next().unwrap_or("");
-            let (pid, tid) = ids.split_once('/').unwrap_or((ids, ids));
+        } else if let Some((pid, tid)) = sample_header(line) {
+            // `perf script` pads the ids to a fixed width: a header may start with spaces.
             header = Some((pid.to_string(), tid.to_string()));
         } else if let Some((_ip, sym)) = line.trim().split_once(char::is_whitespace) {
             stack.push(sym.trim().to_string());
@@ -223,4 +222,26 @@ fn classify(data: &Path) -> Result<String> {
         pct(main)
     ));
     Ok(md)
+}
+
+/// The `pid/tid` of a sample's header line of `perf script -F pid,tid,ip,sym`; `None` for a
+/// stack frame (`ip symbol`).
+fn sample_header(line: &str) -> Option<(&str, &str)> {
+    let ids = line.split_whitespace().next()?;
+    let (pid, tid) = ids.split_once('/')?;
+    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (numeric(pid) && numeric(tid)).then_some((pid, tid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sample_header;
+
+    #[test]
+    fn headers_are_told_from_frames_whatever_their_padding() {
+        assert_eq!(sample_header(" 5996/5997  "), Some(("5996", "5997")));
+        assert_eq!(sample_header("123456/123456"), Some(("123456", "123456")));
+        assert_eq!(sample_header("\tffffffff8220193c _raw_spin_unlock"), None);
+        assert_eq!(sample_header("\t55d0c0a1b2c3 std::path/to::thing"), None);
+    }
 }
