@@ -163,9 +163,9 @@ fn main() -> Result<()> {
             let md = reproduce::reproduce(&reproduce::Options {
                 table,
                 mode: if paper {
-                    reproduce::Mode::Paper
+                    salaug_spec::Mode::Paper
                 } else {
-                    reproduce::Mode::Quick
+                    salaug_spec::Mode::Quick
                 },
                 seeds,
                 backend,

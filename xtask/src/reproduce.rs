@@ -18,232 +18,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use salaug_spec::StepTiming;
-use serde::Deserialize;
-
-/// Which scale to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// CPU-scale stand-in on Fashion-MNIST.
-    Quick,
-    /// The paper's datasets and sizes.
-    Paper,
-}
-
-impl Mode {
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Quick => "quick",
-            Mode::Paper => "paper",
-        }
-    }
-}
-
-/// One mode's settings in a table spec.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ModeSpec {
-    /// Base run config, relative to the workspace root.
-    pub base: PathBuf,
-    /// What this mode is, printed above the table.
-    pub description: String,
-    /// `--set` overrides for every run.
-    #[serde(default)]
-    pub sets: Vec<String>,
-    /// Replaces the grid's datasets (quick mode: `["fashion_mnist"]`).
-    #[serde(default)]
-    pub datasets: Option<Vec<String>>,
-    /// table4: untimed warm-up steps.
-    #[serde(default)]
-    pub warmup: Option<usize>,
-    /// table4: timed steps.
-    #[serde(default)]
-    pub iters: Option<usize>,
-}
-
-/// The grid of a table.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Grid {
-    pub datasets: Vec<String>,
-    pub models: Vec<String>,
-    pub augments: Vec<String>,
-    /// `ref`, `inv`, `sal`, `inv+sal`, or `none` (no augmentation, class loss only).
-    pub strategies: Vec<String>,
-}
-
-/// A table spec, `configs/tableN.toml`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TableSpec {
-    pub table: String,
-    pub title: String,
-    /// `accuracy` (training runs) or `timing` (table 4).
-    #[serde(default = "accuracy")]
-    pub kind: String,
-    /// Seeds per cell by default.
-    pub seeds: usize,
-    pub quick: ModeSpec,
-    pub paper: ModeSpec,
-    pub grid: Grid,
-    /// Extra `--set`s per augmentation name (its parameters, e.g. the rotation range).
-    #[serde(default)]
-    pub augment_sets: BTreeMap<String, Vec<String>>,
-    /// `--set`s per dataset in paper mode (class counts come from the data; sizes here).
-    #[serde(default)]
-    pub dataset_sets: BTreeMap<String, Vec<String>>,
-    /// The paper's figures, keyed by cell id (`dataset/model/augment/strategy`).
-    #[serde(default)]
-    pub paper_figures: BTreeMap<String, f64>,
-}
-
-fn accuracy() -> String {
-    "accuracy".into()
-}
-
-/// One cell of the grid.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Cell {
-    pub dataset: String,
-    pub model: String,
-    pub augment: String,
-    pub strategy: String,
-}
-
-impl Cell {
-    /// `dataset/model/augment/strategy`.
-    pub fn id(&self) -> String {
-        format!(
-            "{}/{}/{}/{}",
-            self.dataset, self.model, self.augment, self.strategy
-        )
-    }
-
-    /// A folder name.
-    pub fn dir_name(&self) -> String {
-        self.id().replace('/', "-").replace('+', "_")
-    }
-}
-
-impl TableSpec {
-    pub fn load(path: &Path) -> Result<TableSpec> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let spec: TableSpec =
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        spec.validate()
-            .with_context(|| format!("checking {}", path.display()))?;
-        Ok(spec)
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        if self.seeds == 0 {
-            bail!("seeds = 0: must be at least 1");
-        }
-        if !matches!(self.kind.as_str(), "accuracy" | "timing") {
-            bail!("kind = {:?}: must be \"accuracy\" or \"timing\"", self.kind);
-        }
-        for s in &self.grid.strategies {
-            if !matches!(s.as_str(), "ref" | "inv" | "sal" | "inv+sal" | "none") {
-                bail!("grid.strategies: unknown strategy {s:?} (ref, inv, sal, inv+sal, none)");
-            }
-        }
-        if self.grid.models.is_empty() || self.grid.strategies.is_empty() {
-            bail!("grid.models and grid.strategies must not be empty");
-        }
-        if self.kind == "accuracy"
-            && (self.grid.datasets.is_empty() || self.grid.augments.is_empty())
-        {
-            bail!("grid.datasets and grid.augments must not be empty");
-        }
-        Ok(())
-    }
-
-    pub fn mode(&self, mode: Mode) -> &ModeSpec {
-        match mode {
-            Mode::Quick => &self.quick,
-            Mode::Paper => &self.paper,
-        }
-    }
-
-    /// The cells run in `mode` (datasets replaced in quick mode, duplicates removed), in
-    /// grid order.
-    pub fn cells(&self, mode: Mode) -> Vec<Cell> {
-        let datasets = self
-            .mode(mode)
-            .datasets
-            .clone()
-            .unwrap_or_else(|| self.grid.datasets.clone());
-        let augments = if self.grid.augments.is_empty() {
-            vec!["none".to_string()]
-        } else {
-            self.grid.augments.clone()
-        };
-        let mut out: Vec<Cell> = Vec::new();
-        for d in &datasets {
-            for m in &self.grid.models {
-                for a in &augments {
-                    for s in &self.grid.strategies {
-                        let augment = if s == "none" {
-                            "none".to_string()
-                        } else {
-                            a.clone()
-                        };
-                        let c = Cell {
-                            dataset: d.clone(),
-                            model: m.clone(),
-                            augment,
-                            strategy: s.clone(),
-                        };
-                        if !out.contains(&c) {
-                            out.push(c);
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// The `--set` overrides of one run.
-    pub fn sets(
-        &self,
-        mode: Mode,
-        cell: &Cell,
-        seed: usize,
-        data_dir: Option<&Path>,
-    ) -> Vec<String> {
-        let m = self.mode(mode);
-        let mut sets = m.sets.clone();
-        if mode == Mode::Paper {
-            sets.extend(
-                self.dataset_sets
-                    .get(&cell.dataset)
-                    .cloned()
-                    .unwrap_or_default(),
-            );
-        }
-        sets.push(format!("data.dataset=\"{}\"", cell.dataset));
-        sets.push(format!("model.arch=\"{}\"", cell.model));
-        let strategy = if cell.strategy == "none" {
-            "ref"
-        } else {
-            cell.strategy.as_str()
-        };
-        sets.push(format!("train.strategy=\"{strategy}\""));
-        sets.push(format!("augment={{kind=\"{}\"}}", cell.augment));
-        sets.extend(
-            self.augment_sets
-                .get(&cell.augment)
-                .cloned()
-                .unwrap_or_default(),
-        );
-        sets.push(format!("seed={seed}"));
-        if let Some(d) = data_dir {
-            sets.push(format!("data.dir=\"{}\"", d.display()));
-        }
-        sets
-    }
-}
+use salaug_spec::{metrics, Cell, EpochMetrics, Mode, TableSpec};
 
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,7 +34,7 @@ pub enum RunState {
 /// The finished epochs of a run directory and their final row.
 pub fn run_state(dir: &Path) -> Result<RunState> {
     let config = dir.join("config.toml");
-    let metrics = dir.join("metrics.csv");
+    let metrics = metrics::in_run(dir);
     if !config.exists() || !metrics.exists() {
         return Ok(RunState::Fresh);
     }
@@ -272,7 +47,7 @@ pub fn run_state(dir: &Path) -> Result<RunState> {
         .and_then(|e| e.as_integer())
         .with_context(|| format!("{}: no train.epochs", config.display()))?
         as usize;
-    let rows = read_rows(&metrics)?.len();
+    let rows = EpochMetrics::read(&metrics)?.len();
     Ok(if rows >= epochs {
         RunState::Done
     } else if rows == 0 {
@@ -280,32 +55,6 @@ pub fn run_state(dir: &Path) -> Result<RunState> {
     } else {
         RunState::Partial(rows)
     })
-}
-
-/// The rows of a `metrics.csv` as name → value maps.
-pub fn read_rows(path: &Path) -> Result<Vec<BTreeMap<String, f64>>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
-    let mut rows = Vec::new();
-    for line in lines.filter(|l| !l.trim().is_empty()) {
-        let values: Vec<&str> = line.split(',').collect();
-        if values.len() != header.len() {
-            bail!("{}: malformed row {line:?}", path.display());
-        }
-        let mut row = BTreeMap::new();
-        for (k, v) in header.iter().zip(values) {
-            row.insert(
-                k.to_string(),
-                v.trim()
-                    .parse::<f64>()
-                    .with_context(|| format!("{}: {k} = {v:?}", path.display()))?,
-            );
-        }
-        rows.push(row);
-    }
-    Ok(rows)
 }
 
 /// Mean and sample standard deviation.
@@ -472,29 +221,27 @@ pub(crate) fn build_salaug(backend: &str, download: bool) -> Result<PathBuf> {
 }
 
 const FASHION_MNIST_FILE: &str = "t10k-images-idx3-ubyte.gz";
-const DEBIAN_FOLDER: &str = "/usr/share/datasets/fashion-mnist";
+const DEBIAN_FOLDER: &str = salaug_spec::data::DEBIAN_FASHION_MNIST;
 
 /// Quick mode needs Fashion-MNIST. Finds it where `salaug` looks, else installs the Debian
 /// package (as root, or with sudo), else asks for a `salaug` built with the `download` feature,
 /// which fetches the official files (md5-checked) into its cache. Returns whether to build
 /// with `download`.
 pub(crate) fn ensure_fashion_mnist(data_dir: Option<&Path>) -> Result<bool> {
-    let mut places: Vec<PathBuf> = Vec::new();
-    if let Some(d) = data_dir {
-        places.push(d.to_path_buf());
-        places.push(d.join("fashion_mnist"));
-    }
-    if let Some(env) = std::env::var_os("SALAUG_DATA") {
-        places.push(PathBuf::from(&env).join("fashion_mnist"));
-        places.push(PathBuf::from(env));
-    }
-    places.push(PathBuf::from(DEBIAN_FOLDER));
-    if let Some(home) = std::env::var_os("HOME") {
-        places.push(PathBuf::from(home).join(".cache/salaug/fashion_mnist"));
-    }
+    let places = salaug_spec::data::search_path("fashion_mnist", data_dir);
     if let Some(found) = places.iter().find(|p| p.join(FASHION_MNIST_FILE).exists()) {
         eprintln!("data: Fashion-MNIST found in {}", found.display());
         return Ok(false);
+    }
+    if data_dir.is_some() {
+        bail!(
+            "Fashion-MNIST is not in the --data-dir given (looked in {})",
+            places
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     let root = Command::new("id")
         .arg("-u")
@@ -648,10 +395,10 @@ fn accuracy_runs(
                     salaug(bin, &args)?;
                 }
             }
-            let rows = read_rows(&dir.join("metrics.csv"))?;
+            let rows = EpochMetrics::read(&metrics::in_run(&dir))?;
             let last = rows.last().context("a finished run has metrics")?;
-            acc.push(100.0 * last["test_acc"]);
-            consistency.push(last["consistency"]);
+            acc.push(100.0 * last.test_acc);
+            consistency.push(last.consistency);
         }
         summaries.push(Summary {
             paper: spec.paper_figures.get(&cell.id()).copied(),
@@ -748,56 +495,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn cell_overrides() {
-        let spec: TableSpec = toml::from_str(
-            r#"
-table = "t"
-title = "T"
-seeds = 2
-[quick]
-base = "b.toml"
-description = "q"
-sets = ["train.epochs=1"]
-datasets = ["fashion_mnist"]
-[paper]
-base = "p.toml"
-description = "p"
-[grid]
-datasets = ["svhn", "cifar10"]
-models = ["resnet18"]
-augments = ["rotation"]
-strategies = ["none", "sal"]
-[augment_sets]
-rotation = ["augment.max_degrees=10.0"]
-"#,
-        )
-        .unwrap();
-        let cells = spec.cells(Mode::Quick);
-        assert_eq!(cells.len(), 2);
-        assert_eq!(
-            cells[0].augment, "none",
-            "strategy none trains without augmentation"
-        );
-        let sets = spec.sets(Mode::Quick, &cells[1], 1, Some(Path::new("/d")));
-        assert_eq!(
-            sets,
-            [
-                "train.epochs=1",
-                "data.dataset=\"fashion_mnist\"",
-                "model.arch=\"resnet18\"",
-                "train.strategy=\"sal\"",
-                "augment={kind=\"rotation\"}",
-                "augment.max_degrees=10.0",
-                "seed=1",
-                "data.dir=\"/d\"",
-            ]
-        );
-        assert_eq!(spec.cells(Mode::Paper).len(), 4);
-        let bad = toml::from_str::<TableSpec>("table = 1").is_err();
-        assert!(bad);
-    }
-
     fn fake_run(dir: &Path, epochs: usize, rows: usize) {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(
@@ -805,11 +502,24 @@ rotation = ["augment.max_degrees=10.0"]
             format!("[train]\nepochs = {epochs}\n"),
         )
         .unwrap();
-        let mut csv = "epoch,test_acc,consistency\n".to_string();
+        let mut csv = format!("{}\n", EpochMetrics::header());
         for e in 1..=rows {
-            csv.push_str(&format!("{e},0.{e},0.01\n"));
+            let row = EpochMetrics {
+                epoch: e,
+                train_loss: 1.0,
+                train_class: 1.0,
+                train_sal: 0.0,
+                train_inv: 0.0,
+                train_acc: 0.5,
+                test_loss: 1.0,
+                test_acc: e as f64 / 10.0,
+                consistency: 0.01,
+                lr: 0.1,
+                seconds: 1.0,
+            };
+            csv.push_str(&format!("{}\n", row.csv_row()));
         }
-        std::fs::write(dir.join("metrics.csv"), csv).unwrap();
+        std::fs::write(metrics::in_run(dir), csv).unwrap();
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! records and `cargo xtask` (and the tests) read them back, through the same types. The crate
 //! is burn-free so that xtask builds in seconds.
 
+pub mod data;
+pub mod metrics;
+pub mod table;
 pub mod timing;
 
+pub use metrics::{EpochMetrics, MetricsError};
+pub use table::{Cell, Mode, SpecError, TableSpec};
 pub use timing::StepTiming;

@@ -32,6 +32,8 @@ use burn::train::{Learner, SupervisedTraining};
 use rand::{rngs::StdRng, SeedableRng};
 use salaug_augment::{Augmentation, Compare, HorizontalFlip, Rescale, Rotation};
 use salaug_core::{input_gradient, materialize, ChannelReduction, SaliencyLossConfig};
+use salaug_spec::metrics;
+pub use salaug_spec::EpochMetrics;
 
 use crate::config::{self, RunConfig};
 use crate::data::{
@@ -56,20 +58,14 @@ pub struct Data {
     pub root: PathBuf,
 }
 
-/// Where downloads are cached: `$SALAUG_DATA`, else `~/.cache/salaug`.
-pub fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("SALAUG_DATA") {
-        return PathBuf::from(d);
-    }
-    std::env::var_os("HOME")
-        .map(|h| PathBuf::from(h).join(".cache/salaug"))
-        .unwrap_or_else(|| PathBuf::from(".salaug-data"))
-}
-
 /// Finds, reads, subsets and prepares the data; fills in `data.mean`/`data.std` if absent.
 pub fn load_data(config: &mut RunConfig) -> Result<Data> {
     let kind = config.data.dataset;
-    let root = locate(kind, config.data.dir.as_deref(), &cache_dir())?;
+    let root = locate(
+        kind,
+        config.data.dir.as_deref(),
+        &salaug_spec::data::cache_dir(),
+    )?;
     tracing::info!("reading {} from {}", kind.name(), root.display());
     let (train, test) = if kind == DatasetKind::ImageFolder {
         (
@@ -162,113 +158,9 @@ pub fn build_model<B: Backend>(
     Ok(model)
 }
 
-/// One row of `metrics.csv`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EpochMetrics {
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// Mean training loss L.
-    pub train_loss: f64,
-    /// Mean L_class.
-    pub train_class: f64,
-    /// Mean L_sal (0 when not trained).
-    pub train_sal: f64,
-    /// Mean L_inv (0 when not trained).
-    pub train_inv: f64,
-    /// Training accuracy on `x` and `T(x)` (batch statistics).
-    pub train_acc: f64,
-    /// Test cross-entropy (evaluation mode).
-    pub test_loss: f64,
-    /// Test accuracy (evaluation mode, running statistics).
-    pub test_acc: f64,
-    /// Saliency-consistency distance on held-out images (lower is more consistent).
-    pub consistency: f64,
-    /// Learning rate of the epoch's last step.
-    pub lr: f64,
-    /// Wall time of the epoch (training, test and consistency).
-    pub seconds: f64,
-}
-
-/// The header of `metrics.csv`.
-pub const METRICS_HEADER: &str =
-    "epoch,train_loss,train_class,train_sal,train_inv,train_acc,test_loss,test_acc,consistency,lr,seconds";
-
-impl EpochMetrics {
-    fn csv(&self) -> String {
-        format!(
-            "{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6e},{:.2}",
-            self.epoch,
-            self.train_loss,
-            self.train_class,
-            self.train_sal,
-            self.train_inv,
-            self.train_acc,
-            self.test_loss,
-            self.test_acc,
-            self.consistency,
-            self.lr,
-            self.seconds
-        )
-    }
-
-    fn parse(line: &str) -> Option<EpochMetrics> {
-        let v: Vec<f64> = line
-            .split(',')
-            .map(|s| s.trim().parse().ok())
-            .collect::<Option<_>>()?;
-        (v.len() == 11).then(|| EpochMetrics {
-            epoch: v[0] as usize,
-            train_loss: v[1],
-            train_class: v[2],
-            train_sal: v[3],
-            train_inv: v[4],
-            train_acc: v[5],
-            test_loss: v[6],
-            test_acc: v[7],
-            consistency: v[8],
-            lr: v[9],
-            seconds: v[10],
-        })
-    }
-}
-
 /// Reads `metrics.csv` of a run directory (empty if absent).
 pub fn read_metrics(dir: &Path) -> Result<Vec<EpochMetrics>> {
-    let path = dir.join("metrics.csv");
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(EpochMetrics::parse(line).with_context(|| {
-            format!(
-                "{}: line {} is not a metrics row: {line}",
-                path.display(),
-                i + 1
-            )
-        })?);
-    }
-    Ok(out)
-}
-
-fn append_metrics(dir: &Path, m: &EpochMetrics) -> Result<()> {
-    let path = dir.join("metrics.csv");
-    let new = !path.exists();
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    if new {
-        writeln!(f, "{METRICS_HEADER}")?;
-    }
-    writeln!(f, "{}", m.csv())?;
-    Ok(())
+    Ok(EpochMetrics::read(&metrics::in_run(dir))?)
 }
 
 /// The fixed transforms of the saliency-consistency metric: a horizontal flip, a rotation
@@ -525,7 +417,7 @@ where
                 m.train_loss
             );
         }
-        append_metrics(dir, &m)?;
+        m.append(&metrics::in_run(dir))?;
         if epoch == t.epochs {
             let path = dir.join("model");
             ModelRecorder::new()

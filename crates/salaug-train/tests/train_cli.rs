@@ -14,7 +14,7 @@ use salaug_train::run::{evaluate, load_run, read_metrics};
 
 static LOCK: Mutex<()> = Mutex::new(());
 
-const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
+const FMNIST: &str = salaug_spec::data::DEBIAN_FASHION_MNIST;
 
 fn config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/ci-fmnist.toml")

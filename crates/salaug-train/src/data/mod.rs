@@ -216,25 +216,6 @@ pub fn load(kind: DatasetKind, root: &Path, split: Split) -> Result<ImageSet, Da
     }
 }
 
-/// The folders searched for a dataset, in order: `explicit`, `$SALAUG_DATA`, then the
-/// system folder of the Debian package (Fashion-MNIST only).
-pub fn search_path(kind: DatasetKind, explicit: Option<&Path>) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Some(p) = explicit {
-        out.push(p.to_path_buf());
-        out.push(p.join(kind.name()));
-    }
-    if let Some(env) = std::env::var_os("SALAUG_DATA") {
-        let p = PathBuf::from(env);
-        out.push(p.join(kind.name()));
-        out.push(p);
-    }
-    if kind == DatasetKind::FashionMnist {
-        out.push(PathBuf::from("/usr/share/datasets/fashion-mnist"));
-    }
-    out
-}
-
 /// Whether `root` holds the files of `kind`.
 pub fn present(kind: DatasetKind, root: &Path) -> bool {
     let files: Vec<&str> = match kind {
@@ -247,22 +228,26 @@ pub fn present(kind: DatasetKind, root: &Path) -> bool {
     files.iter().all(|f| root.join(f).exists())
 }
 
-/// Finds the folder holding `kind`, or fetches it into `cache` (with the `download` feature).
+/// Finds the folder holding `kind` in [`salaug_spec::data::search_path`], or fetches it into
+/// `cache` (with the `download` feature). With an explicit folder, data missing there is an
+/// error that names where it looked (no fallback, no download).
 pub fn locate(
     kind: DatasetKind,
     explicit: Option<&Path>,
     cache: &Path,
 ) -> Result<PathBuf, DataError> {
-    let mut looked = search_path(kind, explicit);
+    let mut looked = salaug_spec::data::search_path(kind.name(), explicit);
     if let Some(found) = looked.iter().find(|p| present(kind, p)) {
         return Ok(found.clone());
     }
     let target = cache.join(kind.name());
-    if present(kind, &target) {
-        return Ok(target);
+    if explicit.is_none() && !looked.contains(&target) {
+        if present(kind, &target) {
+            return Ok(target);
+        }
+        looked.push(target.clone());
     }
-    looked.push(target.clone());
-    if let Some(remote) = Remote::of(kind) {
+    if let Some(remote) = Remote::of(kind).filter(|_| explicit.is_none()) {
         if download::enabled() {
             fetch(&remote, &target)?;
             return Ok(target);
@@ -359,5 +344,27 @@ impl ImageBatcher {
 impl<B: Backend> Batcher<B, Item, Batch<B>> for ImageBatcher {
     fn batch(&self, items: Vec<Item>, device: &B::Device) -> Batch<B> {
         self.make(items, device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_explicit_folder_without_the_data_is_an_error_naming_it() {
+        let empty = std::env::temp_dir().join(format!("salaug-no-data-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).unwrap();
+        let cache = empty.join("cache");
+        let e = locate(DatasetKind::FashionMnist, Some(&empty), &cache)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&empty.display().to_string()), "{e}");
+        assert!(
+            !e.contains(salaug_spec::data::DEBIAN_FASHION_MNIST),
+            "no fallback to system folders: {e}"
+        );
+        assert!(!e.contains(&cache.display().to_string()), "{e}");
+        std::fs::remove_dir_all(&empty).unwrap();
     }
 }

@@ -1,0 +1,279 @@
+//! `<run>/metrics.csv`: one row per finished epoch. `salaug train` appends rows, and `salaug
+//! eval`, `--resume`, `cargo xtask reproduce` and the tests read them, all through
+//! [`EpochMetrics`]. Rows are read by the header's column names, so a file stays readable when
+//! columns are added.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// The metrics file of a run directory.
+pub fn in_run(dir: &Path) -> PathBuf {
+    dir.join("metrics.csv")
+}
+
+/// One row of `metrics.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochMetrics {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss L.
+    pub train_loss: f64,
+    /// Mean L_class.
+    pub train_class: f64,
+    /// Mean L_sal (0 when not trained).
+    pub train_sal: f64,
+    /// Mean L_inv (0 when not trained).
+    pub train_inv: f64,
+    /// Training accuracy on `x` and `T(x)` (batch statistics).
+    pub train_acc: f64,
+    /// Test cross-entropy (evaluation mode).
+    pub test_loss: f64,
+    /// Test accuracy (evaluation mode, running statistics).
+    pub test_acc: f64,
+    /// Saliency-consistency distance on held-out images (lower is more consistent).
+    pub consistency: f64,
+    /// Learning rate of the epoch's last step.
+    pub lr: f64,
+    /// Wall time of the epoch (training, test and consistency).
+    pub seconds: f64,
+}
+
+/// How a column's value is written.
+#[derive(Clone, Copy)]
+enum Format {
+    Integer,
+    Fixed(usize),
+    Exponent(usize),
+}
+
+/// The columns, in file order: name, format, and the field.
+type Column = (&'static str, Format, fn(&EpochMetrics) -> f64);
+const COLUMNS: [Column; 11] = [
+    ("epoch", Format::Integer, |m| m.epoch as f64),
+    ("train_loss", Format::Fixed(6), |m| m.train_loss),
+    ("train_class", Format::Fixed(6), |m| m.train_class),
+    ("train_sal", Format::Fixed(6), |m| m.train_sal),
+    ("train_inv", Format::Fixed(6), |m| m.train_inv),
+    ("train_acc", Format::Fixed(6), |m| m.train_acc),
+    ("test_loss", Format::Fixed(6), |m| m.test_loss),
+    ("test_acc", Format::Fixed(6), |m| m.test_acc),
+    ("consistency", Format::Fixed(6), |m| m.consistency),
+    ("lr", Format::Exponent(6), |m| m.lr),
+    ("seconds", Format::Fixed(2), |m| m.seconds),
+];
+
+/// A `metrics.csv` that cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The file cannot be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The header lacks a column.
+    #[error("{}: no column {column:?} in the header", path.display())]
+    Column {
+        /// The file.
+        path: PathBuf,
+        /// The missing column.
+        column: &'static str,
+    },
+    /// A row is not a metrics row.
+    #[error("{}: line {line} is not a metrics row: {text}", path.display())]
+    Row {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The line.
+        text: String,
+    },
+}
+
+impl EpochMetrics {
+    /// The header line.
+    pub fn header() -> String {
+        COLUMNS.map(|c| c.0).join(",")
+    }
+
+    /// The row as written to the file.
+    pub fn csv_row(&self) -> String {
+        COLUMNS
+            .map(|(_, format, get)| {
+                let v = get(self);
+                match format {
+                    Format::Integer => format!("{}", v as i64),
+                    Format::Fixed(d) => format!("{v:.d$}"),
+                    Format::Exponent(d) => format!("{v:.d$e}"),
+                }
+            })
+            .join(",")
+    }
+
+    fn from_values(v: [f64; 11]) -> EpochMetrics {
+        let [epoch, train_loss, train_class, train_sal, train_inv, train_acc, test_loss, test_acc, consistency, lr, seconds] =
+            v;
+        EpochMetrics {
+            epoch: epoch as usize,
+            train_loss,
+            train_class,
+            train_sal,
+            train_inv,
+            train_acc,
+            test_loss,
+            test_acc,
+            consistency,
+            lr,
+            seconds,
+        }
+    }
+
+    /// The rows of `path` (none if the file does not exist).
+    pub fn read(path: &Path) -> Result<Vec<EpochMetrics>, MetricsError> {
+        let io = |source| MetricsError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(e)),
+        };
+        let mut lines = text.lines().enumerate();
+        let header: Vec<&str> = lines
+            .next()
+            .map(|(_, h)| h.split(',').map(str::trim).collect())
+            .unwrap_or_default();
+        let mut at = [0usize; 11];
+        for (slot, (name, _, _)) in at.iter_mut().zip(COLUMNS) {
+            *slot = header
+                .iter()
+                .position(|h| *h == name)
+                .ok_or_else(|| MetricsError::Column {
+                    path: path.to_path_buf(),
+                    column: name,
+                })?;
+        }
+        let mut rows = Vec::new();
+        for (i, line) in lines {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let bad = || MetricsError::Row {
+                path: path.to_path_buf(),
+                line: i + 1,
+                text: line.to_string(),
+            };
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            if fields.len() != header.len() {
+                return Err(bad());
+            }
+            let mut v = [0.0; 11];
+            for (value, &col) in v.iter_mut().zip(&at) {
+                *value = fields[col].parse().map_err(|_| bad())?;
+            }
+            rows.push(EpochMetrics::from_values(v));
+        }
+        Ok(rows)
+    }
+
+    /// Appends this row to `path`, writing the header first when the file is new.
+    pub fn append(&self, path: &Path) -> Result<(), MetricsError> {
+        let io = |source| MetricsError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let new = !path.exists();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        let mut text = String::new();
+        if new {
+            text.push_str(&EpochMetrics::header());
+            text.push('\n');
+        }
+        text.push_str(&self.csv_row());
+        text.push('\n');
+        f.write_all(text.as_bytes()).map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(epoch: usize) -> EpochMetrics {
+        EpochMetrics {
+            epoch,
+            train_loss: 1.5151134,
+            train_class: 1.365919,
+            train_sal: 0.014919,
+            train_inv: 0.0,
+            train_acc: 0.500977,
+            test_loss: 0.756195,
+            test_acc: 0.75,
+            consistency: 0.011634,
+            lr: 3.011359e-5,
+            seconds: 155.129,
+        }
+    }
+
+    #[test]
+    fn rows_are_written_as_before_and_read_back() {
+        assert_eq!(
+            EpochMetrics::header(),
+            "epoch,train_loss,train_class,train_sal,train_inv,train_acc,test_loss,test_acc,consistency,lr,seconds"
+        );
+        // The format of the files written before this module existed.
+        assert_eq!(
+            row(1).csv_row(),
+            "1,1.515113,1.365919,0.014919,0.000000,0.500977,0.756195,0.750000,0.011634,3.011359e-5,155.13"
+        );
+        let dir = std::env::temp_dir().join(format!("salaug-spec-metrics-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("metrics.csv");
+        let _ = std::fs::remove_file(&path);
+        assert!(EpochMetrics::read(&path).unwrap().is_empty());
+        row(1).append(&path).unwrap();
+        row(2).append(&path).unwrap();
+        let back = EpochMetrics::read(&path).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[1].epoch, 2);
+        assert_eq!(back[0].csv_row(), row(1).csv_row());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn columns_are_found_by_name_and_bad_rows_are_errors() {
+        let dir = std::env::temp_dir().join(format!("salaug-spec-cols-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("metrics.csv");
+        // Reordered and with an extra column: still read by name.
+        let mut header: Vec<&str> = EpochMetrics::header().leak().split(',').collect();
+        header.reverse();
+        let values: Vec<String> = (0..header.len()).map(|i| i.to_string()).collect();
+        std::fs::write(
+            &path,
+            format!("new_col,{}\n9,{}\n", header.join(","), values.join(",")),
+        )
+        .unwrap();
+        let rows = EpochMetrics::read(&path).unwrap();
+        assert_eq!(
+            rows[0].epoch, 10,
+            "epoch is the last of 11 reversed columns"
+        );
+        assert_eq!(rows[0].seconds, 0.0);
+        std::fs::write(&path, "epoch,test_acc\n1,0.5\n").unwrap();
+        let e = EpochMetrics::read(&path).unwrap_err().to_string();
+        assert!(e.contains("no column \"train_loss\""), "{e}");
+        std::fs::write(&path, format!("{}\n1,2\n", EpochMetrics::header())).unwrap();
+        let e = EpochMetrics::read(&path).unwrap_err().to_string();
+        assert!(e.contains("line 2 is not a metrics row"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,344 @@
+//! The reproduction table specs (`configs/tableN.toml`): the grid of cells of a table and the
+//! `--set` overrides of each run. `cargo xtask reproduce` runs them and the tests check that
+//! every cell gives a valid run config, both through these types.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A table spec that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The file cannot be read.
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        /// The spec.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a table spec.
+    #[error("parsing {}: {source}", path.display())]
+    Parse {
+        /// The spec.
+        path: PathBuf,
+        /// Why.
+        source: toml::de::Error,
+    },
+    /// A setting is out of range.
+    #[error("checking {}: {reason}", path.display())]
+    Invalid {
+        /// The spec.
+        path: PathBuf,
+        /// Which setting, and why.
+        reason: String,
+    },
+}
+
+/// Which scale to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// CPU-scale stand-in on Fashion-MNIST.
+    Quick,
+    /// The paper's datasets and sizes.
+    Paper,
+}
+
+impl Mode {
+    /// `quick` or `paper` (results folders and file names).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Quick => "quick",
+            Mode::Paper => "paper",
+        }
+    }
+}
+
+/// One mode's settings in a table spec.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModeSpec {
+    /// Base run config, relative to the workspace root.
+    pub base: PathBuf,
+    /// What this mode is, printed above the table.
+    pub description: String,
+    /// `--set` overrides for every run.
+    #[serde(default)]
+    pub sets: Vec<String>,
+    /// Replaces the grid's datasets (quick mode: `["fashion_mnist"]`).
+    #[serde(default)]
+    pub datasets: Option<Vec<String>>,
+    /// table4: untimed warm-up steps.
+    #[serde(default)]
+    pub warmup: Option<usize>,
+    /// table4: timed steps.
+    #[serde(default)]
+    pub iters: Option<usize>,
+}
+
+/// The grid of a table.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Grid {
+    /// Dataset names (`data.dataset`).
+    pub datasets: Vec<String>,
+    /// Architectures (`model.arch`).
+    pub models: Vec<String>,
+    /// Augmentation kinds (`augment.kind`).
+    pub augments: Vec<String>,
+    /// `ref`, `inv`, `sal`, `inv+sal`, or `none` (no augmentation, class loss only).
+    pub strategies: Vec<String>,
+}
+
+/// A table spec, `configs/tableN.toml`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TableSpec {
+    /// `table1` … `table4`.
+    pub table: String,
+    /// Printed above the table.
+    pub title: String,
+    /// `accuracy` (training runs) or `timing` (table 4).
+    #[serde(default = "accuracy")]
+    pub kind: String,
+    /// Seeds per cell by default.
+    pub seeds: usize,
+    /// The CPU-scale stand-in.
+    pub quick: ModeSpec,
+    /// The paper's protocol.
+    pub paper: ModeSpec,
+    /// The cells.
+    pub grid: Grid,
+    /// Extra `--set`s per augmentation name (its parameters, e.g. the rotation range).
+    #[serde(default)]
+    pub augment_sets: BTreeMap<String, Vec<String>>,
+    /// `--set`s per dataset in paper mode (class counts come from the data; sizes here).
+    #[serde(default)]
+    pub dataset_sets: BTreeMap<String, Vec<String>>,
+    /// The paper's figures, keyed by cell id (`dataset/model/augment/strategy`).
+    #[serde(default)]
+    pub paper_figures: BTreeMap<String, f64>,
+}
+
+fn accuracy() -> String {
+    "accuracy".into()
+}
+
+/// One cell of the grid.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cell {
+    /// `data.dataset`.
+    pub dataset: String,
+    /// `model.arch`.
+    pub model: String,
+    /// `augment.kind` (`none` for the strategy `none`).
+    pub augment: String,
+    /// `train.strategy`, or `none` (no augmentation, class loss only).
+    pub strategy: String,
+}
+
+impl Cell {
+    /// `dataset/model/augment/strategy`.
+    pub fn id(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.dataset, self.model, self.augment, self.strategy
+        )
+    }
+
+    /// A folder name.
+    pub fn dir_name(&self) -> String {
+        self.id().replace('/', "-").replace('+', "_")
+    }
+}
+
+impl TableSpec {
+    /// Reads, parses and checks a table spec.
+    pub fn load(path: &Path) -> Result<TableSpec, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let spec: TableSpec = toml::from_str(&text).map_err(|source| SpecError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        spec.validate().map_err(|reason| SpecError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        Ok(spec)
+    }
+
+    /// Checks the settings serde cannot: non-empty grids, known strategies and kinds.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.seeds == 0 {
+            return Err("seeds = 0: must be at least 1".to_string());
+        }
+        if !matches!(self.kind.as_str(), "accuracy" | "timing") {
+            return Err(format!(
+                "kind = {:?}: must be \"accuracy\" or \"timing\"",
+                self.kind
+            ));
+        }
+        for s in &self.grid.strategies {
+            if !matches!(s.as_str(), "ref" | "inv" | "sal" | "inv+sal" | "none") {
+                return Err(format!(
+                    "grid.strategies: unknown strategy {s:?} (ref, inv, sal, inv+sal, none)"
+                ));
+            }
+        }
+        if self.grid.models.is_empty() || self.grid.strategies.is_empty() {
+            return Err("grid.models and grid.strategies must not be empty".to_string());
+        }
+        if self.kind == "accuracy"
+            && (self.grid.datasets.is_empty() || self.grid.augments.is_empty())
+        {
+            return Err("grid.datasets and grid.augments must not be empty".to_string());
+        }
+        Ok(())
+    }
+
+    /// The settings of one mode.
+    pub fn mode(&self, mode: Mode) -> &ModeSpec {
+        match mode {
+            Mode::Quick => &self.quick,
+            Mode::Paper => &self.paper,
+        }
+    }
+
+    /// The cells run in `mode` (datasets replaced in quick mode, duplicates removed), in
+    /// grid order.
+    pub fn cells(&self, mode: Mode) -> Vec<Cell> {
+        let datasets = self
+            .mode(mode)
+            .datasets
+            .clone()
+            .unwrap_or_else(|| self.grid.datasets.clone());
+        let augments = if self.grid.augments.is_empty() {
+            vec!["none".to_string()]
+        } else {
+            self.grid.augments.clone()
+        };
+        let mut out: Vec<Cell> = Vec::new();
+        for d in &datasets {
+            for m in &self.grid.models {
+                for a in &augments {
+                    for s in &self.grid.strategies {
+                        let augment = if s == "none" {
+                            "none".to_string()
+                        } else {
+                            a.clone()
+                        };
+                        let c = Cell {
+                            dataset: d.clone(),
+                            model: m.clone(),
+                            augment,
+                            strategy: s.clone(),
+                        };
+                        if !out.contains(&c) {
+                            out.push(c);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The `--set` overrides of one run.
+    pub fn sets(
+        &self,
+        mode: Mode,
+        cell: &Cell,
+        seed: usize,
+        data_dir: Option<&Path>,
+    ) -> Vec<String> {
+        let m = self.mode(mode);
+        let mut sets = m.sets.clone();
+        if mode == Mode::Paper {
+            sets.extend(
+                self.dataset_sets
+                    .get(&cell.dataset)
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+        }
+        sets.push(format!("data.dataset=\"{}\"", cell.dataset));
+        sets.push(format!("model.arch=\"{}\"", cell.model));
+        let strategy = if cell.strategy == "none" {
+            "ref"
+        } else {
+            cell.strategy.as_str()
+        };
+        sets.push(format!("train.strategy=\"{strategy}\""));
+        sets.push(format!("augment={{kind=\"{}\"}}", cell.augment));
+        sets.extend(
+            self.augment_sets
+                .get(&cell.augment)
+                .cloned()
+                .unwrap_or_default(),
+        );
+        sets.push(format!("seed={seed}"));
+        if let Some(d) = data_dir {
+            sets.push(format!("data.dir=\"{}\"", d.display()));
+        }
+        sets
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cell_overrides() {
+        let spec: TableSpec = toml::from_str(
+            r#"
+table = "t"
+title = "T"
+seeds = 2
+[quick]
+base = "b.toml"
+description = "q"
+sets = ["train.epochs=1"]
+datasets = ["fashion_mnist"]
+[paper]
+base = "p.toml"
+description = "p"
+[grid]
+datasets = ["svhn", "cifar10"]
+models = ["resnet18"]
+augments = ["rotation"]
+strategies = ["none", "sal"]
+[augment_sets]
+rotation = ["augment.max_degrees=10.0"]
+"#,
+        )
+        .unwrap();
+        let cells = spec.cells(Mode::Quick);
+        assert_eq!(cells.len(), 2);
+        assert_eq!(
+            cells[0].augment, "none",
+            "strategy none trains without augmentation"
+        );
+        let sets = spec.sets(Mode::Quick, &cells[1], 1, Some(Path::new("/d")));
+        assert_eq!(
+            sets,
+            [
+                "train.epochs=1",
+                "data.dataset=\"fashion_mnist\"",
+                "model.arch=\"resnet18\"",
+                "train.strategy=\"sal\"",
+                "augment={kind=\"rotation\"}",
+                "augment.max_degrees=10.0",
+                "seed=1",
+                "data.dir=\"/d\"",
+            ]
+        );
+        assert_eq!(spec.cells(Mode::Paper).len(), 4);
+        let bad = toml::from_str::<TableSpec>("table = 1").is_err();
+        assert!(bad);
+    }
+}
