@@ -1,11 +1,30 @@
 //! # salaug-train
 //!
-//! Datasets in their real formats ([`data`]), the Burn Learner with the saliency training step
-//! ([`trainee`]), the run loop with checkpoints, resume and per-epoch metrics ([`run`]), and
-//! the `salaug` command-line tool built on them.
+//! Datasets in their real formats, the Burn Learner with the saliency training step, the run
+//! loop with checkpoints, resume and per-epoch metrics, and the `salaug` command-line tool
+//! built on them.
+//!
+//! Data flows one way: config → data → step → metrics → run loop. Which file owns which job:
+//!
+//! | file | job |
+//! |---|---|
+//! | [`config`] | the run config (TOML, `--set` overrides, validation) and what it builds: the model config, the optimiser (one dispatch, [`config::WithOptimizer`]) and the schedule |
+//! | [`data`] | dataset readers (Fashion-MNIST IDX, CIFAR binary, SVHN `.mat`, class folders), downloads, and [`data::load_data`]: the run's training and test sets with their input normalisation |
+//! | [`trainee`] | the model as the Learner trains it ([`trainee::build_model`]), the saliency training step (`TrainStep`) and the evaluation step |
+//! | [`metrics`] | accuracy, the saliency-consistency distance, and `metrics.csv` (columns defined in `salaug_spec::metrics`) |
+//! | [`run`] | the epoch loop around burn's Learner: run directory, preflight, checkpoints, `--resume`, loading a finished run |
+//! | [`timing`] | `salaug time`: wall time, CPU use and memory of training steps |
+//! | [`schedule`] | learning-rate schedules stepped per iteration |
+//! | [`render`] | progress bars and log lines |
+//! | [`saliency_png`] | `salaug saliency`: maps and overlays as PNG |
+//! | `main.rs` | the command line: one entry point per subcommand |
+//!
+//! What crosses a process boundary (table specs, metrics columns, the timing record, data
+//! search paths) is defined in the burn-free `salaug-spec` crate, shared with `cargo xtask`.
 
 pub mod config;
 pub mod data;
+pub mod metrics;
 pub mod render;
 pub mod run;
 pub mod saliency_png;

@@ -14,7 +14,8 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use salaug_core::backend::Selected;
-use salaug_train::run::{consistency, load_run, read_metrics, train};
+use salaug_train::metrics::{consistency, evaluate, read_metrics};
+use salaug_train::run::{load_run, train};
 use salaug_train::{saliency_png, RunConfig};
 use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
 
@@ -170,7 +171,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval { run } => {
             init_logging(None)?;
             let (config, data, model) = load_run::<Selected>(&run, &device)?;
-            let acc = salaug_train::run::evaluate(&model, &data.test, 256, &device);
+            let acc = evaluate(&model, &data.test, 256, &device);
             let cons = consistency(
                 &model,
                 &data.test,

@@ -12,8 +12,8 @@ use burn::prelude::*;
 use image::imageops::FilterType;
 use salaug_core::{input_gradient, ChannelReduction, Classifier};
 
+use crate::data::Data;
 use crate::data::ImageSet;
-use crate::run::Data;
 use crate::trainee::Trainee;
 
 /// Reads `path` as a `[c, h, w]` byte image of the model's input shape.

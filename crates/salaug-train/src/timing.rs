@@ -16,13 +16,14 @@ use burn::prelude::*;
 use salaug_spec::StepTiming;
 
 use crate::config::{RunConfig, WithOptimizer};
+use crate::data::{load_data, Data};
 use crate::data::{Batch, ImageBatcher};
-use crate::run::{build_model, load_data, Data};
+use crate::trainee::build_model;
 use crate::trainee::Trainee;
 
 /// Times `warmup` untimed and then `iters` timed training steps of `config`.
 pub fn time_steps<B: Backend>(
-    mut config: RunConfig,
+    config: RunConfig,
     warmup: usize,
     iters: usize,
     device: &B::Device,
@@ -30,7 +31,7 @@ pub fn time_steps<B: Backend>(
     if iters == 0 {
         bail!("--iters must be at least 1");
     }
-    let data = load_data(&mut config)?;
+    let data = load_data(&config)?;
     let n = config.train.batch_size.min(data.train.len());
     if n < 2 {
         bail!("need at least 2 training images to time a step");

@@ -23,13 +23,13 @@ use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 use rand::{rngs::StdRng, SeedableRng};
 use salaug_augment::{Augmentation, Compare, Labels};
 use salaug_core::{
-    invariance_loss, training_pass, Classifier, FeatureDistance, LossWeights, SaliencyKind,
-    SaliencyLoss, SaliencyMethod,
+    invariance_loss, materialize, training_pass, Classifier, FeatureDistance, LossWeights,
+    SaliencyKind, SaliencyLoss, SaliencyMethod,
 };
 use salaug_models::Model;
 
 use crate::config::{RunConfig, Strategy};
-use crate::data::Batch;
+use crate::data::{Batch, Data};
 
 /// Running sums of one split's per-step losses, read at the end of each epoch.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -362,4 +362,28 @@ pub fn accuracy<B: Backend>(
     targets: Tensor<B, 1, Int>,
 ) -> usize {
     correct(&model.logits(images), &targets)
+}
+
+/// A freshly initialised trainee for `config` and `data`, seeded by the run seed.
+pub fn build_model<B: Backend>(
+    config: &RunConfig,
+    data: &Data,
+    device: &B::Device,
+) -> anyhow::Result<Trainee<B>> {
+    let [c, _, _] = data.train.shape;
+    let model_config = config.model_config(c, data.train.classes);
+    model_config.validate()?;
+    let plan = Plan::new(
+        config,
+        data.train.classes,
+        data.mean.clone(),
+        data.std.clone(),
+    )?;
+    B::seed(device, config.seed);
+    let model = Trainee {
+        model: model_config.init::<B>(device),
+        plan,
+    };
+    materialize(&model);
+    Ok(model)
 }

@@ -8,8 +8,9 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use salaug_core::backend::Selected;
+use salaug_train::data::Data;
 use salaug_train::data::{ImageBatcher, ImageSet};
-use salaug_train::run::{build_model, Data};
+use salaug_train::trainee::build_model;
 use salaug_train::RunConfig;
 
 type AB = Autodiff<Selected>;
@@ -29,6 +30,8 @@ fn data() -> Data {
         train: set.clone(),
         test: set,
         root: ".".into(),
+        mean: vec![0.5],
+        std: vec![0.25],
     }
 }
 

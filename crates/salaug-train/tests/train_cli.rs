@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use burn::backend::Autodiff;
 use salaug_core::backend::Selected;
-use salaug_train::run::{evaluate, load_run, read_metrics};
+use salaug_train::metrics::{evaluate, read_metrics};
+use salaug_train::run::load_run;
 
 static LOCK: Mutex<()> = Mutex::new(());
 

@@ -18,6 +18,7 @@ mod folder;
 mod idx;
 mod mat;
 mod prepare;
+mod sets;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub use folder::read_image_folder;
 pub use idx::{read_fashion_mnist, read_idx_images, read_idx_labels, FASHION_MNIST_FILES};
 pub use mat::{read_svhn, MatArray, MatFile};
 pub use prepare::Prepare;
+pub use sets::{channel_stats, load_data, Data};
 
 /// A failure to read a dataset, naming the file and what is wrong with it.
 #[derive(Debug, thiserror::Error)]

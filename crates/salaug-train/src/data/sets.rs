@@ -1,0 +1,103 @@
+//! The training and test sets of a run, read, subset and prepared as its config says, with the
+//! network's input normalisation.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+
+use super::{load, locate, read_image_folder, DatasetKind, ImageSet, Split};
+use crate::config::RunConfig;
+
+/// The prepared training and test images.
+#[derive(Debug, Clone)]
+pub struct Data {
+    /// Training images.
+    pub train: Arc<ImageSet>,
+    /// Held-out test images.
+    pub test: Arc<ImageSet>,
+    /// Where they were read from.
+    pub root: PathBuf,
+    /// Per-channel mean of the network's input normalisation, in `[0, 1]` units.
+    pub mean: Vec<f64>,
+    /// Per-channel standard deviation of the input normalisation.
+    pub std: Vec<f64>,
+}
+
+/// Finds, reads, subsets and prepares the data of `config`, with its input normalisation: the
+/// config's `data.mean` / `data.std`, else the training images' channel statistics.
+pub fn load_data(config: &RunConfig) -> Result<Data> {
+    let kind = config.data.dataset;
+    let root = locate(
+        kind,
+        config.data.dir.as_deref(),
+        &salaug_spec::data::cache_dir(),
+    )?;
+    tracing::info!("reading {} from {}", kind.name(), root.display());
+    let (train, test) = if kind == DatasetKind::ImageFolder {
+        (
+            read_image_folder(&root, Split::Train, config.data.folder_size)?,
+            read_image_folder(&root, Split::Test, config.data.folder_size)?,
+        )
+    } else {
+        (
+            load(kind, &root, Split::Train)?,
+            load(kind, &root, Split::Test)?,
+        )
+    };
+    let prep = config.data.prepare;
+    let train = prep.apply(train.balanced_subset(config.data.train_limit));
+    let test = prep.apply(test.balanced_subset(config.data.test_limit));
+    let c = train.shape[0];
+    let (mean, std) = match (&config.data.mean, &config.data.std) {
+        (Some(m), Some(s)) => (m.clone(), s.clone()),
+        (m, s) => {
+            let (mean, std) = channel_stats(&train);
+            (m.clone().unwrap_or(mean), s.clone().unwrap_or(std))
+        }
+    };
+    for (key, v) in [("data.mean", &mean), ("data.std", &std)] {
+        let n = v.len();
+        if n != 1 && n != c {
+            bail!("{key} has {n} values for images with {c} channel(s)");
+        }
+    }
+    tracing::info!(
+        "{} training and {} test images of {:?}, {} classes",
+        train.len(),
+        test.len(),
+        train.shape,
+        train.classes
+    );
+    Ok(Data {
+        train: Arc::new(train),
+        test: Arc::new(test),
+        root,
+        mean,
+        std,
+    })
+}
+
+/// Per-channel mean and standard deviation of a set, in `[0, 1]` units.
+pub fn channel_stats(set: &ImageSet) -> (Vec<f64>, Vec<f64>) {
+    let [c, h, w] = set.shape;
+    let mut sum = vec![0f64; c];
+    let mut sq = vec![0f64; c];
+    for i in 0..set.len() {
+        for (ch, plane) in set.image(i).chunks(h * w).enumerate() {
+            for &p in plane {
+                let v = p as f64 / 255.0;
+                sum[ch] += v;
+                sq[ch] += v * v;
+            }
+        }
+    }
+    let n = (set.len() * h * w).max(1) as f64;
+    let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+    let std = sq
+        .iter()
+        .zip(&mean)
+        .map(|(q, m)| (q / n - m * m).max(0.0).sqrt().max(1e-3))
+        .collect();
+    (mean, std)
+}
