@@ -210,7 +210,7 @@ fn classify(data: &Path) -> Result<String> {
     }
     let pct = |n: usize| 100.0 * n as f64 / total as f64;
     let mut rows: Vec<_> = counts.into_iter().collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1));
     let mut md = String::from("| kernel | share of CPU samples |\n|---|---|\n");
     for (class, n) in rows {
         md.push_str(&format!("| {class} | {:.1} % |\n", pct(n)));

@@ -6,9 +6,9 @@
 
 mod common;
 
-use common::{check, check_model, config};
+use common::{check, check_bottleneck_family, check_densenet_family};
 use salaug_core::gradcheck::GradcheckBackend as GB;
-use salaug_models::{Arch, DenseNet, Model, ResNet};
+use salaug_models::Arch;
 
 #[test]
 fn resnet18_narrow_passes_gradcheck() {
@@ -19,30 +19,12 @@ fn resnet18_narrow_passes_gradcheck() {
 
 #[test]
 fn resnet_bottleneck_family_passes_gradcheck() {
-    // ResNet-50's code path (bottleneck blocks, projection shortcuts) with one block per stage.
-    let build = |device: &_| {
-        Model::ResNet(ResNet::new(
-            &config(Arch::ResNet50, 1.0 / 16.0),
-            [1, 1, 1, 1],
-            true,
-            device,
-        ))
-    };
-    check_model::<GB>(build, "resnet-bottleneck-1111", 16, 3);
+    check_bottleneck_family::<GB>();
 }
 
 #[test]
 fn densenet_family_passes_gradcheck() {
-    // DenseNet-121/169's code path (dense layers, transitions, final norm) with two layers per
-    // block; the full depths are the ignored tests below.
-    let build = |device: &_| {
-        Model::DenseNet(DenseNet::new(
-            &config(Arch::DenseNet121, 1.0 / 16.0),
-            [2, 2, 2, 2],
-            device,
-        ))
-    };
-    check_model::<GB>(build, "densenet-2222", 8, 3);
+    check_densenet_family::<GB>();
 }
 
 #[test]

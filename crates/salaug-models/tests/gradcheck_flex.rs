@@ -9,8 +9,8 @@ mod common;
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::DType;
-use common::{check, check_model, config};
-use salaug_models::{Arch, DenseNet, Model, ResNet};
+use common::{check, check_bottleneck_family, check_densenet_family};
+use salaug_models::Arch;
 
 type B = Autodiff<Flex>;
 
@@ -37,28 +37,13 @@ fn resnet18_on_flex_passes_gradcheck() {
 #[test]
 fn resnet_bottleneck_family_on_flex_passes_gradcheck() {
     f64_flex();
-    let build = |device: &_| {
-        Model::ResNet(ResNet::new(
-            &config(Arch::ResNet50, 1.0 / 16.0),
-            [1, 1, 1, 1],
-            true,
-            device,
-        ))
-    };
-    check_model::<B>(build, "resnet-bottleneck-1111", 16, 3);
+    check_bottleneck_family::<B>();
 }
 
 #[test]
 fn densenet_family_on_flex_passes_gradcheck() {
     f64_flex();
-    let build = |device: &_| {
-        Model::DenseNet(DenseNet::new(
-            &config(Arch::DenseNet121, 1.0 / 16.0),
-            [2, 2, 2, 2],
-            device,
-        ))
-    };
-    check_model::<B>(build, "densenet-2222", 8, 3);
+    check_densenet_family::<B>();
 }
 
 #[test]

@@ -7,10 +7,36 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Distribution;
 use salaug_core::gradcheck::{gradcheck, GradcheckConfig};
 use salaug_core::{SaliencyKind, SaliencyLossConfig, SaliencyMethod};
-use salaug_models::{Arch, Model, ModelConfig, Stem};
+use salaug_models::{Arch, DenseNet, Model, ModelConfig, ResNet, Stem};
 
 pub fn config(arch: Arch, width: f64) -> ModelConfig {
     ModelConfig::new(arch, Stem::Small, 2, 3).with_width(width)
+}
+
+/// ResNet-50's code path (bottleneck blocks, projection shortcuts) with one block per stage.
+pub fn check_bottleneck_family<B: AutodiffBackend>() {
+    let build = |device: &_| {
+        Model::ResNet(ResNet::new(
+            &config(Arch::ResNet50, 1.0 / 16.0),
+            [1, 1, 1, 1],
+            true,
+            device,
+        ))
+    };
+    check_model::<B>(build, "resnet-bottleneck-1111", 16, 3);
+}
+
+/// DenseNet-121/169's code path (dense layers, transitions, final norm) with two layers per
+/// block, at 8×8.
+pub fn check_densenet_family<B: AutodiffBackend>() {
+    let build = |device: &_| {
+        Model::DenseNet(DenseNet::new(
+            &config(Arch::DenseNet121, 1.0 / 16.0),
+            [2, 2, 2, 2],
+            device,
+        ))
+    };
+    check_model::<B>(build, "densenet-2222", 8, 3);
 }
 
 pub fn check<B: AutodiffBackend>(arch: Arch, width: f64, side: usize, entries_per_param: usize) {
