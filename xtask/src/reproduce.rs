@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use salaug_spec::data::DEBIAN_FASHION_MNIST;
 use salaug_spec::StepTiming;
 use salaug_spec::{metrics, Cell, EpochMetrics, Mode, TableSpec};
 
@@ -221,7 +222,6 @@ pub(crate) fn build_salaug(backend: &str, download: bool) -> Result<PathBuf> {
 }
 
 const FASHION_MNIST_FILE: &str = "t10k-images-idx3-ubyte.gz";
-const DEBIAN_FOLDER: &str = salaug_spec::data::DEBIAN_FASHION_MNIST;
 
 /// Quick mode needs Fashion-MNIST. Finds it where `salaug` looks, else installs the Debian
 /// package (as root, or with sudo), else asks for a `salaug` built with the `download` feature,
@@ -276,8 +276,12 @@ pub(crate) fn ensure_fashion_mnist(data_dir: Option<&Path>) -> Result<bool> {
         let installed = run(&["apt-get", "install", "-y", "-qq", "dataset-fashion-mnist"])
             || (run(&["apt-get", "update", "-qq"])
                 && run(&["apt-get", "install", "-y", "-qq", "dataset-fashion-mnist"]));
-        if installed && Path::new(DEBIAN_FOLDER).join(FASHION_MNIST_FILE).exists() {
-            eprintln!("data: installed to {DEBIAN_FOLDER}");
+        if installed
+            && Path::new(DEBIAN_FASHION_MNIST)
+                .join(FASHION_MNIST_FILE)
+                .exists()
+        {
+            eprintln!("data: installed to {DEBIAN_FASHION_MNIST}");
             return Ok(false);
         }
         eprintln!("data: the Debian package could not be installed");

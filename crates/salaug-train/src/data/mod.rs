@@ -231,26 +231,17 @@ pub fn present(kind: DatasetKind, root: &Path) -> bool {
 }
 
 /// Finds the folder holding `kind` in [`salaug_spec::data::search_path`], or fetches it into
-/// `cache` (with the `download` feature). With an explicit folder, data missing there is an
-/// error that names where it looked (no fallback, no download).
-pub fn locate(
-    kind: DatasetKind,
-    explicit: Option<&Path>,
-    cache: &Path,
-) -> Result<PathBuf, DataError> {
-    let mut looked = salaug_spec::data::search_path(kind.name(), explicit);
+/// the download cache (with the `download` feature; the cache's folder is the search path's
+/// last). With an explicit folder, data missing there is an error that names where it looked
+/// (no fallback, no download).
+pub fn locate(kind: DatasetKind, explicit: Option<&Path>) -> Result<PathBuf, DataError> {
+    let looked = salaug_spec::data::search_path(kind.name(), explicit);
     if let Some(found) = looked.iter().find(|p| present(kind, p)) {
         return Ok(found.clone());
     }
-    let target = cache.join(kind.name());
-    if explicit.is_none() && !looked.contains(&target) {
-        if present(kind, &target) {
-            return Ok(target);
-        }
-        looked.push(target.clone());
-    }
     if let Some(remote) = Remote::of(kind).filter(|_| explicit.is_none()) {
         if download::enabled() {
+            let target = salaug_spec::data::cache_dir().join(kind.name());
             fetch(&remote, &target)?;
             return Ok(target);
         }
@@ -357,8 +348,8 @@ mod tests {
     fn an_explicit_folder_without_the_data_is_an_error_naming_it() {
         let empty = std::env::temp_dir().join(format!("salaug-no-data-{}", std::process::id()));
         std::fs::create_dir_all(&empty).unwrap();
-        let cache = empty.join("cache");
-        let e = locate(DatasetKind::FashionMnist, Some(&empty), &cache)
+        let cache = salaug_spec::data::cache_dir();
+        let e = locate(DatasetKind::FashionMnist, Some(&empty))
             .unwrap_err()
             .to_string();
         assert!(e.contains(&empty.display().to_string()), "{e}");

@@ -28,11 +28,7 @@ pub struct Data {
 /// config's `data.mean` / `data.std`, else the training images' channel statistics.
 pub fn load_data(config: &RunConfig) -> Result<Data> {
     let kind = config.data.dataset;
-    let root = locate(
-        kind,
-        config.data.dir.as_deref(),
-        &salaug_spec::data::cache_dir(),
-    )?;
+    let root = locate(kind, config.data.dir.as_deref())?;
     tracing::info!("reading {} from {}", kind.name(), root.display());
     let (train, test) = if kind == DatasetKind::ImageFolder {
         (
