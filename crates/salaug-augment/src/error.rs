@@ -37,6 +37,9 @@ pub enum Error {
     /// A combination this crate does not support.
     #[error("unsupported: {0}")]
     Unsupported(&'static str),
+    /// An error of salaug-core (e.g. while computing the maps that an augmentation pairs).
+    #[error(transparent)]
+    Core(#[from] salaug_core::Error),
 }
 
 /// Result alias of salaug-augment.

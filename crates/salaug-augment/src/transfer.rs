@@ -73,16 +73,7 @@ pub enum Compare {
     Expected,
 }
 
-/// Two maps to compare and the pixels where the comparison is valid.
-#[derive(Debug, Clone)]
-pub struct MapPair<B: Backend> {
-    /// The reference: `S(x)` (inverse) or the expected map `T(S(x))` (expected).
-    pub reference: Tensor<B, 4>,
-    /// The other map: `T⁻¹(S(T(x)))` (inverse) or `S(T(x))` (expected).
-    pub other: Tensor<B, 4>,
-    /// `[batch, 1, h, w]` of 0/1, or `None` when every pixel is valid.
-    pub mask: Option<Tensor<B, 4>>,
-}
+pub use salaug_core::MapPair;
 
 impl Transfer {
     /// Whether [`Self::inverse`] exists.

@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use salaug_augment::{AugMix, Augmentation, Compare, CutMix, ResizedCrop, Rotation, Transfer};
 use salaug_core::gradcheck::{gradcheck, GradcheckBackend as GB, GradcheckConfig};
-use salaug_core::{SaliencyKind, SaliencyLossConfig, SaliencyMethod};
+use salaug_core::{Explain, SaliencyKind, SaliencyLossConfig};
 use salaug_models::{Arch, ModelConfig, Stem};
 
 /// The tests of this binary run in parallel and burn's backend RNG is global: seeding, weight
@@ -39,16 +39,12 @@ fn check(aug: Augmentation, compare: Compare) {
         &model,
         |m| {
             let batch = Tensor::cat(vec![x.clone(), out.images.clone()], 0);
-            let targets = Tensor::cat(vec![y.clone(), y.clone()], 0);
-            let attr = SaliencyKind::Gradient
-                .attribute(m, batch, targets, &[])
-                .unwrap();
-            let maps = loss.reduce(attr.maps).chunk(2, 0);
-            let pair = out
-                .transfer
-                .pair(maps[0].clone(), maps[1].clone(), compare)
-                .unwrap();
-            loss.forward(pair.reference, pair.other, pair.mask).unwrap()
+            let explain = Explain::class(Tensor::cat(vec![y.clone(), y.clone()], 0));
+            loss.of_batch(m, &SaliencyKind::Gradient, batch, &explain, |s, s_aug| {
+                out.transfer.pair(s, s_aug, compare)
+            })
+            .unwrap()
+            .loss
         },
         GradcheckConfig::default(),
     );

@@ -21,7 +21,7 @@ use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use burn::tensor::Distribution;
-use salaug_core::{Classifier, LossWeights, SaliencyKind, SaliencyLossConfig, SaliencyMethod};
+use salaug_core::{Classifier, Explain, LossWeights, MapPair, SaliencyKind, SaliencyLossConfig};
 
 type Cpu = salaug_core::backend::Selected;
 
@@ -130,12 +130,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut sal_ms = Vec::new();
     for step in 0..steps {
         let t = Instant::now();
-        // One lifted forward + backward gives the logits and the input-gradient maps.
-        let out = SaliencyKind::Gradient.attribute(&model, images.clone(), targets.clone(), &[])?;
+        // One lifted forward + backward gives the logits and the input-gradient maps; the maps
+        // of x are compared with T⁻¹(S(T(x))), here the flipped-back maps of the flips.
+        let explain = Explain::class(targets.clone());
+        let out = sal_loss.of_batch(
+            &model,
+            &SaliencyKind::Gradient,
+            images.clone(),
+            &explain,
+            MapPair::flip_back,
+        )?;
         let l_class = ce.forward(out.logits, targets.clone());
-        let maps = sal_loss.reduce(out.maps).chunk(2, 0); // [32, 1, 28, 28] each
-        let expected = maps[1].clone().flip([3]); // T⁻¹(S(T(x)))
-        let l_sal = sal_loss.forward(maps[0].clone(), expected, None)?;
+        let l_sal = out.loss;
         let loss = weights.combine(l_class.clone(), Some(l_sal.clone()), None);
         let grads = GradientsParams::from_grads(loss.backward(), &model); // second order
         model = optim.step(1e-3, model, grads);

@@ -13,18 +13,19 @@
 //!
 //! ```no_run
 //! # use burn::tensor::{backend::Backend, Tensor, Int};
-//! # use salaug_core::{Classifier, Lift, SaliencyKind, SaliencyMethod, SaliencyLossConfig};
+//! # use salaug_core::{Explain, Lift, MapPair, SaliencyKind, SaliencyLossConfig};
 //! # fn step<B: burn::tensor::backend::AutodiffBackend, M: Lift<B>>(model: &M, x: Tensor<B, 4>, y: Tensor<B, 1, Int>) -> salaug_core::Result<()> {
 //! let loss = SaliencyLossConfig::default().init()?;
 //! // Horizontal flip: T(x) and its inverse on maps are both `flip([3])`.
 //! let batch = Tensor::cat(vec![x.clone(), x.flip([3])], 0);
-//! let targets = Tensor::cat(vec![y.clone(), y], 0);
-//! let out = SaliencyKind::Gradient.attribute(model, batch, targets, &[])?;
-//! let maps = loss.reduce(out.maps).chunk(2, 0);
-//! let l_sal = loss.forward(maps[0].clone(), maps[1].clone().flip([3]), None)?;
-//! let grads = l_sal.backward(); // reaches every parameter: second order
+//! let explain = Explain::class(Tensor::cat(vec![y.clone(), y], 0));
+//! let out = loss.of_batch(model, &SaliencyKind::Gradient, batch, &explain, MapPair::flip_back)?;
+//! let grads = out.loss.backward(); // reaches every parameter: second order
 //! # Ok(()) }
 //! ```
+//!
+//! With salaug-augment, the pairing of any augmentation is `|s, s_aug| transfer.pair(s, s_aug,
+//! compare)`.
 
 pub mod backend;
 pub mod classifier;
@@ -40,16 +41,17 @@ pub mod second_order;
 pub use classifier::Classifier;
 pub use distance::Distance;
 pub use error::{Error, Result};
-pub use loss::{invariance_loss, FeatureDistance, LossWeights, SaliencyLoss, SaliencyLossConfig};
+pub use loss::{
+    invariance_loss, BatchSaliency, FeatureDistance, LossWeights, MapPair, SaliencyLoss,
+    SaliencyLossConfig,
+};
 pub use normalize::MapNorm;
 pub use reduce::ChannelReduction;
 pub use saliency::{
-    Attribution, Gradient, InputXGradient, SaliencyKind, SaliencyMethod, SmoothGrad,
+    Attribution, Explain, Gradient, InputXGradient, SaliencyKind, SaliencyMethod, SmoothGrad,
+    Target,
 };
-pub use second_order::{
-    input_gradient, input_gradient_weighted, lift, materialize, training_pass, InputGradient, Lift,
-    Outer,
-};
+pub use second_order::{input_gradient, lift, materialize, InputGradient, Lift, Outer};
 
 #[cfg(test)]
 pub(crate) mod tests {

@@ -7,6 +7,8 @@ use crate::distance::Distance;
 use crate::error::{check_shape, Error, Result};
 use crate::normalize::MapNorm;
 use crate::reduce::ChannelReduction;
+use crate::saliency::{Explain, SaliencyMethod};
+use crate::second_order::Lift;
 
 /// Settings of the saliency loss L_sal.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -113,6 +115,102 @@ impl SaliencyLoss {
         mask: Option<Tensor<B, 4>>,
     ) -> Result<Tensor<B, 1>> {
         Ok(self.forward_no_reduction(maps, expected, mask)?.mean())
+    }
+}
+
+/// Two maps to compare and the pixels where the comparison is valid.
+#[derive(Debug, Clone)]
+pub struct MapPair<B: Backend> {
+    /// The reference: `S(x)` (inverse) or the expected map `T(S(x))` (expected).
+    pub reference: Tensor<B, 4>,
+    /// The other map: `T⁻¹(S(T(x)))` (inverse) or `S(T(x))` (expected).
+    pub other: Tensor<B, 4>,
+    /// `[batch, 1, h, w]` of 0/1, or `None` when every pixel is valid.
+    pub mask: Option<Tensor<B, 4>>,
+}
+
+impl<B: Backend> MapPair<B> {
+    /// A pair valid at every pixel.
+    pub fn new(reference: Tensor<B, 4>, other: Tensor<B, 4>) -> Self {
+        Self {
+            reference,
+            other,
+            mask: None,
+        }
+    }
+
+    /// The pairing of a horizontal flip, which is its own inverse: `S(x)` against
+    /// `flip(S(flip(x)))`, every pixel valid. A pairing for [`SaliencyLoss::of_batch`]; the
+    /// augmentations of salaug-augment give theirs with `Transfer::pair`.
+    pub fn flip_back(original: Tensor<B, 4>, augmented: Tensor<B, 4>) -> Result<Self> {
+        Ok(Self::new(original, augmented.flip([3])))
+    }
+}
+
+/// `L_sal` of a batch `[x; T(x)]` and what its one forward pass gave.
+#[derive(Debug, Clone)]
+pub struct BatchSaliency<B: Backend> {
+    /// `L_sal`, the mean over the pairs, `[1]`.
+    pub loss: Tensor<B, 1>,
+    /// The compared maps (reduced to one channel, not normalised) and their valid pixels.
+    pub pair: MapPair<B>,
+    /// Logits of `[x; T(x)]`, `[2·batch, classes]`.
+    pub logits: Tensor<B, 2>,
+    /// The requested features of `[x; T(x)]`, in order.
+    pub features: Vec<Tensor<B, 4>>,
+}
+
+impl SaliencyLoss {
+    /// `L_sal` of a batch `images = [x; T(x)]` (originals first, then their augmented images,
+    /// in the same order): the maps of `method` for `explain` (which covers the whole batch),
+    /// reduced to one channel, split into the originals' and the augmented images' halves,
+    /// paired by `pair` (the augmentation's inverse warp or expected map, e.g.
+    /// `|x, tx| transfer.pair(x, tx, compare)`), normalised and compared.
+    ///
+    /// At an autodiff level the loss is differentiable in the model's parameters (second
+    /// order). This is the one way salaug computes `L_sal`: the training step, the metrics, the
+    /// examples and the tests call it.
+    ///
+    /// # Shapes
+    /// - `images`: `[2·batch, channels, height, width]`
+    pub fn of_batch<B, M, S, E>(
+        &self,
+        model: &M,
+        method: &S,
+        images: Tensor<B, 4>,
+        explain: &Explain<'_, B>,
+        pair: impl FnOnce(Tensor<B, 4>, Tensor<B, 4>) -> core::result::Result<MapPair<B>, E>,
+    ) -> core::result::Result<BatchSaliency<B>, E>
+    where
+        B: Backend,
+        M: Lift<B>,
+        S: SaliencyMethod,
+        E: From<Error>,
+    {
+        let [both, channels, height, width] = images.dims();
+        if both == 0 || both % 2 != 0 {
+            return Err(Error::Shape {
+                what: "saliency batch [x; T(x)] (an even, non-zero number of images)",
+                expected: vec![2 * both.div_ceil(2).max(1), channels, height, width],
+                got: vec![both, channels, height, width],
+            }
+            .into());
+        }
+        let out = method.attribute(model, images, explain)?;
+        let halves = self.reduce(out.maps).chunk(2, 0);
+        let [originals, augmented] = [halves[0].clone(), halves[1].clone()];
+        let pair = pair(originals, augmented)?;
+        let loss = self.forward(
+            pair.reference.clone(),
+            pair.other.clone(),
+            pair.mask.clone(),
+        )?;
+        Ok(BatchSaliency {
+            loss,
+            pair,
+            logits: out.logits,
+            features: out.features,
+        })
     }
 }
 

@@ -15,9 +15,9 @@
 //! - lazily initialised parameters cloned before their first use initialise independently
 //!   (the "lazy clone trap"): [`lift`] materialises them in place first;
 //! - BatchNorm running statistics updated by the lifted copy are discarded (burn creates a new
-//!   running state in `from_inner`). [`training_pass`] therefore writes them back into the
-//!   model, so that a training step needs one forward only (the lifted one gives the logits and
-//!   features at level `B` as well); the other functions leave the model's statistics alone.
+//!   running state in `from_inner`). [`input_gradient`] therefore writes them back into the
+//!   model when asked ([`Explain::update_running_stats`]), so that a training step needs one
+//!   forward only (the lifted one gives the logits and features at level `B` as well).
 
 use burn::backend::Autodiff;
 use std::collections::{HashMap, HashSet};
@@ -27,6 +27,7 @@ use burn::tensor::{backend::Backend, Int, Tensor, TensorPrimitive};
 
 use crate::classifier::Classifier;
 use crate::error::{check_shape, Result};
+use crate::saliency::{Explain, Target};
 
 /// The backend one autodiff level above `B`.
 pub type Outer<B> = Autodiff<B>;
@@ -97,86 +98,80 @@ pub struct InputGradient<B: Backend> {
     pub gradient: Tensor<B, 4>,
 }
 
-/// The score a saliency map explains: the sum over the batch of each image's target logit.
-///
-/// `targets` are class indices `[batch]`. This is the paper's eq. 1 score for every image at
-/// once; with batch-coupled layers (BatchNorm in training mode) the gradient of the sum also
-/// carries the small cross-image terms, exactly as the same computation in PyTorch does.
-pub fn target_score<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tensor<B, 1> {
-    let [batch, _] = logits.dims();
-    logits.gather(1, targets.reshape([batch, 1])).sum()
-}
-
-/// One forward and backward pass one level up: the gradient of the target scores with respect
+/// One forward and backward pass one level up: the gradient of the target score with respect
 /// to the input images, plus the logits and requested features of the same forward.
 ///
+/// The score is [`Target::Class`]'s sum over the batch of each image's target logit (the
+/// paper's eq. 1 for every image at once), or [`Target::Weights`]'
+/// `Σ_i Σ_k w[i, k] · logit[i, k]`. With batch-coupled layers (BatchNorm in training mode) the
+/// gradient of the sum also carries the small cross-image terms, exactly as the same
+/// computation in PyTorch does.
+///
+/// With [`Explain::update_running_stats`] the BatchNorm running statistics that the lifted
+/// forward updated are written back into `model`, exactly as a forward of `model` itself at
+/// level `B` on `images` would update them; the returned logits and features are tracked at
+/// level `B`, so a training step takes `L_class`, `L_inv` and `L_sal` from this one forward.
+///
 /// `images` may be constants or tracked tensors of level `B`; the outer level treats them as
-/// leaves. Fails if `targets` does not hold one class per image or a tap is unknown.
+/// leaves. Fails if the target does not hold one class (or one row of weights) per image, or a
+/// tap is unknown.
 pub fn input_gradient<B: Backend, M: Lift<B>>(
     model: &M,
     images: Tensor<B, 4>,
-    targets: Tensor<B, 1, Int>,
-    taps: &[String],
+    explain: &Explain<'_, B>,
 ) -> Result<InputGradient<B>> {
     let [batch, _, _, _] = images.dims();
-    check_shape(
-        "targets (one class index per image)",
-        &[batch],
-        &targets.dims(),
-    )?;
-    input_gradient_of(model, images, taps, |logits| {
-        Ok(target_score(logits, Tensor::from_inner(targets)))
+    let score = match &explain.target {
+        Target::Class(classes) => {
+            check_shape(
+                "targets (one class index per image)",
+                &[batch],
+                &classes.dims(),
+            )?;
+            let classes = Tensor::<Outer<B>, 1, Int>::from_inner(classes.clone());
+            Score::Class(classes)
+        }
+        Target::Weights(weights) => {
+            Score::Weights(Tensor::<Outer<B>, 2>::from_inner(weights.clone().detach()))
+        }
+    };
+    let lifted = lift(model);
+    let leaf = Tensor::<Outer<B>, 4>::from_inner(images).require_grad();
+    let (logits, features) = lifted.logits_and_features(leaf.clone(), explain.taps)?;
+    let grads = score.of(logits.clone())?.backward();
+    let gradient = leaf
+        .grad(&grads)
+        .expect("the images are an outer leaf that requires grad");
+    if explain.update_running_stats {
+        commit_running_state(model, &lifted);
+    }
+    Ok(InputGradient {
+        logits: logits.inner(),
+        features: features.into_iter().map(Tensor::inner).collect(),
+        gradient,
     })
-    .map(|(out, _)| out)
 }
 
-/// As [`input_gradient`], for the score `Σ_i Σ_k weights[i, k] · logit[i, k]`: the saliency of
-/// a soft label (a MixUp/CutMix image explains the mixture of its sources' labels). One-hot
-/// rows give exactly [`input_gradient`].
-///
-/// # Shapes
-/// - `weights`: `[batch, classes]`
-pub fn input_gradient_weighted<B: Backend, M: Lift<B>>(
-    model: &M,
-    images: Tensor<B, 4>,
-    weights: Tensor<B, 2>,
-    taps: &[String],
-) -> Result<InputGradient<B>> {
-    input_gradient_of(model, images, taps, weighted_score(weights)).map(|(out, _)| out)
+/// The target score at the outer level (its inputs constant at every level).
+enum Score<B: Backend> {
+    Class(Tensor<Outer<B>, 1, Int>),
+    Weights(Tensor<Outer<B>, 2>),
 }
 
-/// The one forward of a training step: as [`input_gradient_weighted`], and the BatchNorm
-/// running statistics that the lifted forward updated are written back into `model`, exactly
-/// as a forward of `model` itself at level `B` on `images` would update them.
-///
-/// The returned logits and features are tracked at level `B`, so a step takes `L_class`,
-/// `L_inv` and `L_sal` from this one forward (no second, level-`B` forward).
-///
-/// # Shapes
-/// - `weights`: `[batch, classes]`
-pub fn training_pass<B: Backend, M: Lift<B>>(
-    model: &M,
-    images: Tensor<B, 4>,
-    weights: Tensor<B, 2>,
-    taps: &[String],
-) -> Result<InputGradient<B>> {
-    let (out, lifted) = input_gradient_of(model, images, taps, weighted_score(weights))?;
-    commit_running_state(model, &lifted);
-    Ok(out)
-}
-
-/// The score `Σ_i Σ_k weights[i, k] · logit[i, k]` (weights constant at every level).
-fn weighted_score<B: Backend>(
-    weights: Tensor<B, 2>,
-) -> impl FnOnce(Tensor<Outer<B>, 2>) -> Result<Tensor<Outer<B>, 1>> {
-    let weights = Tensor::<Outer<B>, 2>::from_inner(weights.detach());
-    move |logits| {
-        check_shape(
-            "score weights (one row of class weights per image)",
-            &logits.dims(),
-            &weights.dims(),
-        )?;
-        Ok((logits * weights).sum())
+impl<B: Backend> Score<B> {
+    fn of(self, logits: Tensor<Outer<B>, 2>) -> Result<Tensor<Outer<B>, 1>> {
+        let [batch, _] = logits.dims();
+        match self {
+            Score::Class(classes) => Ok(logits.gather(1, classes.reshape([batch, 1])).sum()),
+            Score::Weights(weights) => {
+                check_shape(
+                    "score weights (one row of class weights per image)",
+                    &logits.dims(),
+                    &weights.dims(),
+                )?;
+                Ok((logits * weights).sum())
+            }
+        }
     }
 }
 
@@ -222,26 +217,4 @@ fn commit_running_state<B: Backend, M: Lift<B>>(model: &M, lifted: &M::Lifted) {
     let mut values = Values(&untrained.0, HashMap::new());
     lifted.valid().visit(&mut values);
     let _ = model.clone().map(&mut Write(values.1));
-}
-
-/// The shared body: lift, forward with the images as outer leaves, back-propagate `score`.
-fn input_gradient_of<B: Backend, M: Lift<B>>(
-    model: &M,
-    images: Tensor<B, 4>,
-    taps: &[String],
-    score: impl FnOnce(Tensor<Outer<B>, 2>) -> Result<Tensor<Outer<B>, 1>>,
-) -> Result<(InputGradient<B>, M::Lifted)> {
-    let lifted = lift(model);
-    let leaf = Tensor::<Outer<B>, 4>::from_inner(images).require_grad();
-    let (logits, features) = lifted.logits_and_features(leaf.clone(), taps)?;
-    let grads = score(logits.clone())?.backward();
-    let gradient = leaf
-        .grad(&grads)
-        .expect("the images are an outer leaf that requires grad");
-    let out = InputGradient {
-        logits: logits.inner(),
-        features: features.into_iter().map(Tensor::inner).collect(),
-        gradient,
-    };
-    Ok((out, lifted))
 }

@@ -12,8 +12,8 @@ use burn::tensor::backend::AutodiffBackend;
 use common::{batch, flip_sal_loss, TestNet};
 use salaug_core::gradcheck::{gradcheck, GradcheckBackend as GB, GradcheckConfig};
 use salaug_core::{
-    invariance_loss, FeatureDistance, Gradient, LossWeights, SaliencyKind, SaliencyLossConfig,
-    SaliencyMethod, SmoothGrad,
+    input_gradient, invariance_loss, Explain, FeatureDistance, LossWeights, MapPair, SaliencyKind,
+    SaliencyLossConfig, SaliencyMethod, SmoothGrad,
 };
 
 const TOL: f64 = 1e-6;
@@ -57,18 +57,19 @@ fn smooth_grad_is_twice_differentiable() {
     let device = Default::default();
     let model = TestNet::<GB>::new(13, &device);
     let (x, y) = batch::<GB>(14, 2, 8, &device);
-    let loss = SaliencyLossConfig::default().init().unwrap();
-    let method = SmoothGrad::new(Gradient, 3);
+    let method = SaliencyKind::SmoothGrad(SmoothGrad::new(Box::new(SaliencyKind::Gradient), 3));
     let report = gradcheck(
         &model,
         |m| {
             GB::seed(&device, 99);
-            let images = Tensor::cat(vec![x.clone(), x.clone().flip([3])], 0);
-            let targets = Tensor::cat(vec![y.clone(), y.clone()], 0);
-            let out = method.attribute(m, images, targets, &[]).unwrap();
-            let maps = loss.reduce(out.maps).chunk(2, 0);
-            loss.forward(maps[0].clone(), maps[1].clone().flip([3]), None)
-                .unwrap()
+            flip_sal_loss(
+                m,
+                &x,
+                &y,
+                SaliencyLossConfig::default(),
+                method.clone(),
+                false,
+            )
         },
         GradcheckConfig::default(),
     );
@@ -116,16 +117,20 @@ fn full_loss_from_one_forward_pass_matches_finite_differences() {
         let loss = SaliencyLossConfig::default().init().unwrap();
         let images = Tensor::cat(vec![x.clone(), x.clone().flip([3])], 0);
         let targets = Tensor::cat(vec![y.clone(), y.clone()], 0);
-        let out = SaliencyKind::Gradient
-            .attribute(m, images, targets.clone(), &taps)
+        let explain = Explain::class(targets.clone()).with_taps(&taps);
+        let out = loss
+            .of_batch(
+                m,
+                &SaliencyKind::Gradient,
+                images,
+                &explain,
+                MapPair::flip_back,
+            )
             .unwrap();
         let ce = CrossEntropyLossConfig::new()
             .init(&device)
             .forward(out.logits, targets);
-        let maps = loss.reduce(out.maps).chunk(2, 0);
-        let sal = loss
-            .forward(maps[0].clone(), maps[1].clone().flip([3]), None)
-            .unwrap();
+        let sal = out.loss;
         let (fa, fb): (Vec<_>, Vec<_>) = out
             .features
             .iter()
@@ -247,7 +252,7 @@ fn lifting_a_fresh_lazily_initialised_model_shares_its_parameters() {
         &net,
         |m| {
             let out = SaliencyKind::Gradient
-                .attribute(m, x.clone(), y.clone(), &[])
+                .attribute(m, x.clone(), &Explain::class(y.clone()))
                 .unwrap();
             out.maps.powi_scalar(2).mean()
         },
@@ -265,7 +270,7 @@ fn lifted_pass_leaves_the_model_usable_and_unchanged() {
     let (x, y) = batch::<GB>(2, 2, 8, &device);
     let before = model.valid().logits(x.clone().inner()).into_data();
     let _ = SaliencyKind::Gradient
-        .attribute(&model, x.clone(), y, &[])
+        .attribute(&model, x.clone(), &Explain::class(y))
         .unwrap();
     let after = model.valid().logits(x.inner()).into_data();
     assert_eq!(before, after);
@@ -276,8 +281,13 @@ fn unknown_tap_and_bad_targets_are_errors() {
     let device = Default::default();
     let model = TestNet::<GB>::new(1, &device);
     let (x, y) = batch::<GB>(2, 2, 8, &device);
+    let taps = ["nope".to_string()];
     let err = SaliencyKind::Gradient
-        .attribute(&model, x.clone(), y, &["nope".into()])
+        .attribute(
+            &model,
+            x.clone(),
+            &Explain::class(y.clone()).with_taps(&taps),
+        )
         .unwrap_err();
     assert!(
         err.to_string().contains("nope") && err.to_string().contains("pool1"),
@@ -285,8 +295,22 @@ fn unknown_tap_and_bad_targets_are_errors() {
     );
     let (_, y3) = batch::<GB>(2, 3, 8, &device);
     assert!(SaliencyKind::Gradient
-        .attribute(&model, x, y3, &[])
+        .attribute(&model, x.clone(), &Explain::class(y3))
         .is_err());
+    // L_sal of a batch needs pairs: an odd batch is an error, not a panic.
+    let (x3, y3) = batch::<GB>(2, 3, 8, &device);
+    let loss = SaliencyLossConfig::default().init().unwrap();
+    let err = loss
+        .of_batch(
+            &model,
+            &SaliencyKind::Gradient,
+            x3,
+            &Explain::class(y3),
+            |s, t| Ok::<_, salaug_core::Error>(MapPair::new(s, t)),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("even"), "{err}");
+    let _ = (x, y);
 }
 
 use salaug_core::Classifier;
@@ -298,22 +322,22 @@ fn weighted_score_with_one_hot_rows_equals_the_target_score_and_is_linear() {
     let (x, y) = batch::<GB>(2, 2, 8, &device);
     let classes = model.logits(x.clone()).dims()[1];
     let one_hot = y.clone().one_hot(classes).float();
-    let a = salaug_core::input_gradient(&model, x.clone(), y, &[]).unwrap();
-    let b = salaug_core::input_gradient_weighted(&model, x.clone(), one_hot.clone(), &[]).unwrap();
+    let a = input_gradient(&model, x.clone(), &Explain::class(y)).unwrap();
+    let b = input_gradient(&model, x.clone(), &Explain::weights(one_hot.clone())).unwrap();
     a.gradient
         .clone()
         .into_data()
         .assert_approx_eq::<f64>(&b.gradient.into_data(), Default::default());
     // Half the weights, half the gradient: the score is linear in the weights.
-    let c = salaug_core::input_gradient_weighted(&model, x.clone(), one_hot * 0.5, &[]).unwrap();
+    let c = input_gradient(&model, x.clone(), &Explain::weights(one_hot * 0.5)).unwrap();
     (a.gradient * 0.5)
         .into_data()
         .assert_approx_eq::<f64>(&c.gradient.into_data(), Default::default());
     let wrong = Tensor::<GB, 2>::ones([2, classes + 1], &device);
-    assert!(salaug_core::input_gradient_weighted(&model, x, wrong, &[]).is_err());
+    assert!(input_gradient(&model, x, &Explain::weights(wrong)).is_err());
 }
 
-/// The soft-label score of mixing augmentations (`input_gradient_weighted`) is as twice
+/// The soft-label score of mixing augmentations (`Explain::weights`) is as twice
 /// differentiable as the one-hot one: L_sal between the maps of x and of its flip, each
 /// explaining a 0.7/0.3 mixture of its own label and another image's.
 #[test]
@@ -330,12 +354,15 @@ fn soft_label_saliency_loss_matches_finite_differences() {
         |m| {
             let images = Tensor::cat(vec![x.clone(), x.clone().flip([3])], 0);
             let weights = Tensor::cat(vec![soft.clone(), soft.clone()], 0);
-            let g = salaug_core::input_gradient_weighted(m, images, weights, &[])
-                .unwrap()
-                .gradient;
-            let maps = loss.reduce(g).chunk(2, 0);
-            loss.forward(maps[0].clone(), maps[1].clone().flip([3]), None)
-                .unwrap()
+            loss.of_batch(
+                m,
+                &SaliencyKind::Gradient,
+                images,
+                &Explain::weights(weights),
+                MapPair::flip_back,
+            )
+            .unwrap()
+            .loss
         },
         GradcheckConfig::default(),
     );
@@ -343,8 +370,9 @@ fn soft_label_saliency_loss_matches_finite_differences() {
     assert!(report.passes(TOL), "{report}");
 }
 
-/// `training_pass` is one forward that does the work of two: its logits equal those of a
-/// level-B forward, its gradient that of `input_gradient_weighted`, and it leaves BatchNorm's
+/// A forward that updates the running statistics is one forward that does the work of two: its
+/// logits equal those of a level-B forward, its gradient that of the same pass without the
+/// update, and it leaves BatchNorm's
 /// running statistics in the model (and in the model's clones, which share them) exactly as
 /// the level-B forward leaves them, detached; the other functions leave them alone.
 #[test]
@@ -383,10 +411,14 @@ fn training_pass_updates_running_statistics_as_a_forward_does() {
 
     let model = TestNet::<GB>::new(5, &device);
     let clone = model.clone();
-    let plain =
-        salaug_core::input_gradient_weighted(&model, x.clone(), weights.clone(), &[]).unwrap();
-    assert_eq!(stats(&model), before, "input_gradient_weighted keeps them");
-    let pass = salaug_core::training_pass(&model, x, weights, &[]).unwrap();
+    let plain = input_gradient(&model, x.clone(), &Explain::weights(weights.clone())).unwrap();
+    assert_eq!(
+        stats(&model),
+        before,
+        "without the update the statistics stay"
+    );
+    let training = Explain::weights(weights).updating_running_stats();
+    let pass = input_gradient(&model, x, &training).unwrap();
     let got = stats(&clone);
     for (a, b) in got.iter().zip(&expected) {
         assert!((a - b).abs() < 1e-12, "{got:?} vs {expected:?}");

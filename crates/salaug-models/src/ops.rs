@@ -500,8 +500,7 @@ mod tests {
                         &salaug_core::Gradient,
                         m,
                         x.clone(),
-                        y.clone(),
-                        &[],
+                        &salaug_core::Explain::class(y.clone()),
                     )
                     .unwrap();
                     let s = out.maps.max_dim(1);

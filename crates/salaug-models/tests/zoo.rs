@@ -6,7 +6,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Distribution;
 use salaug_core::backend::Selected;
-use salaug_core::{Classifier, SaliencyKind, SaliencyLossConfig, SaliencyMethod};
+use salaug_core::{Classifier, Explain, MapPair, SaliencyKind, SaliencyLossConfig};
 use salaug_models::{Arch, Model, ModelConfig, Stem};
 
 type B = Selected;
@@ -210,13 +210,16 @@ fn saliency_step_reaches_every_parameter(model: Model<AD>, x: Tensor<AD, 4>, cla
     let loss = SaliencyLossConfig::default().init().unwrap();
     let batch = Tensor::cat(vec![x.clone(), x.flip([3])], 0);
     let targets = Tensor::cat(vec![y.clone(), y], 0);
-    let out = SaliencyKind::Gradient
-        .attribute(&model, batch, targets.clone(), &[])
+    let out = loss
+        .of_batch(
+            &model,
+            &SaliencyKind::Gradient,
+            batch,
+            &Explain::class(targets.clone()),
+            MapPair::flip_back,
+        )
         .unwrap();
-    let maps = loss.reduce(out.maps).chunk(2, 0);
-    let l_sal = loss
-        .forward(maps[0].clone(), maps[1].clone().flip([3]), None)
-        .unwrap();
+    let l_sal = out.loss;
     let l_class = burn::nn::loss::CrossEntropyLossConfig::new()
         .init(&device)
         .forward(out.logits, targets);

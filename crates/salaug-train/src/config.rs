@@ -506,6 +506,7 @@ impl RunConfig {
         }
         self.loss.weights.validate()?;
         self.loss.saliency.init()?;
+        self.loss.method.validate()?;
         if self.train.strategy.invariance() && self.loss.taps.is_empty() {
             bail!(
                 "loss.taps is empty but train.strategy = \"{}\" needs features for L_inv",
@@ -588,9 +589,18 @@ mod tests {
                 "augment.kind = \"rotation\"".into(),
                 "augment.max_degrees = 10.0".into(),
                 "train.optimizer = {kind = \"adamw\"}".into(),
+                "loss.method = {smooth_grad = {of = \"input_x_gradient\", samples = 3}}".into(),
             ],
         )
         .unwrap();
+        assert_eq!(
+            c.loss.method,
+            SaliencyKind::SmoothGrad(salaug_core::SmoothGrad {
+                inner: Box::new(SaliencyKind::InputXGradient),
+                samples: 3,
+                noise_level: 0.15,
+            })
+        );
         assert_eq!(c.train.strategy, Strategy::Sal);
         assert_eq!(c.loss.weights.beta, 2.5);
         assert_eq!(c.augment.name(), "rotation");
@@ -612,6 +622,11 @@ mod tests {
             ("train.bogus = 1", "bogus"),
             ("augment.kind = \"rotation\"", "rotation"),
             ("data.dataset = \"mnist\"", "mnist"),
+            (
+                "loss.method = {smooth_grad = {of = \"gradient\", samples = 0}}",
+                "smooth_grad.samples",
+            ),
+            ("loss.method = \"guided\"", "guided"),
         ] {
             let extra: Vec<String> = if set.starts_with("augment.kind") {
                 vec![set.into(), "augment.p = 2.0".into()]

@@ -8,7 +8,7 @@ use anyhow::Result;
 use burn::prelude::*;
 use rand::{rngs::StdRng, SeedableRng};
 use salaug_augment::{Augmentation, Compare, HorizontalFlip, Rescale, Rotation};
-use salaug_core::{input_gradient, ChannelReduction, SaliencyLossConfig};
+use salaug_core::{ChannelReduction, Explain, SaliencyKind, SaliencyLossConfig};
 pub use salaug_spec::EpochMetrics;
 
 use crate::data::{Batch, ImageBatcher, ImageSet};
@@ -68,13 +68,16 @@ pub fn consistency<B: Backend>(
             let y = Tensor::<B, 1, Int>::from_data(TensorData::new(y.clone(), [idx.len()]), device);
             let aug = t.run(x.clone(), &mut rng)?;
             let both = Tensor::cat(vec![x, aug.images], 0);
-            let targets = Tensor::cat(vec![y.clone(), y], 0);
-            let g = input_gradient(model, both, targets, &[])?.gradient;
-            let maps = loss.reduce(g).chunk(2, 0);
-            let pair = aug
-                .transfer
-                .pair(maps[0].clone(), maps[1].clone(), Compare::Inverse)?;
-            let d = loss.forward(pair.reference, pair.other, pair.mask)?;
+            let explain = Explain::class(Tensor::cat(vec![y.clone(), y], 0));
+            let d = loss
+                .of_batch(
+                    model,
+                    &SaliencyKind::Gradient,
+                    both,
+                    &explain,
+                    |s, s_aug| aug.transfer.pair(s, s_aug, Compare::Inverse),
+                )?
+                .loss;
             total += d.into_scalar().elem::<f64>() * idx.len() as f64;
             parts += idx.len();
         }

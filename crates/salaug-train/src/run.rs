@@ -27,7 +27,6 @@ use burn::optim::Optimizer;
 use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::train::checkpoint::KeepLastNCheckpoints;
-use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{Learner, SupervisedTraining};
 use salaug_spec::EpochMetrics;
 
@@ -161,7 +160,6 @@ where
                 .set_device(device.clone())
                 .build(IndexDataset::new(data.test.len()));
         let mut training = SupervisedTraining::new(dir, train_loader, test_loader)
-            .metrics((AccuracyMetric::new(), LossMetric::new()))
             .num_epochs(epoch)
             .with_file_checkpointer(ModelRecorder::new())
             .with_checkpointing_strategy(KeepLastNCheckpoints::new(2))
@@ -173,7 +171,7 @@ where
         let result = training.launch(Learner::new(model, optimizer(), scheduler));
         let trained = result.model;
         drop(result.renderer);
-        let (tr, va) = plan.take_tallies();
+        let (tr, va) = plan.take_tallies::<B>();
         if tr.originals == 0 {
             bail!("epoch {epoch} trained on no batches");
         }
@@ -248,7 +246,7 @@ fn preflight<B: Backend>(config: &RunConfig, data: &Data, device: &B::Device) ->
     if !v.is_finite() {
         bail!("the loss of the first images is {v}");
     }
-    model.plan.take_tallies();
+    model.plan.take_tallies::<B>();
     Ok(())
 }
 

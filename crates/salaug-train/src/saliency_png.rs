@@ -1,7 +1,8 @@
 //! `salaug saliency`: PNGs of an image, its saliency map and an overlay.
 //!
-//! The map explains the model's predicted class: the input gradient of that logit, absolute
-//! value, max over channels, min-max scaled. BatchNorm runs with batch statistics in the
+//! The map explains the model's predicted class with the run's saliency method (`loss.method`;
+//! for the gradient, the input gradient of that logit), absolute value, max over channels,
+//! min-max scaled. BatchNorm runs with batch statistics in the
 //! saliency pass (as in training), so the requested images are batched with held-out test
 //! images up to 64; the prediction itself uses the running statistics.
 
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
 use image::imageops::FilterType;
-use salaug_core::{input_gradient, ChannelReduction, Classifier};
+use salaug_core::{ChannelReduction, Classifier, Explain, SaliencyMethod};
 
 use crate::data::Data;
 use crate::data::ImageSet;
@@ -89,8 +90,9 @@ pub fn write_maps<B: Backend>(
     let all: Vec<usize> = (0..n + context).collect();
     let x = set.tensor::<B>(&all, device);
     let predicted = model.logits(x.clone()).argmax(1).flatten::<1>(0, 1);
-    let grad = input_gradient(model, x, predicted.clone(), &[])?.gradient;
-    let maps = ChannelReduction::AbsMax.forward(grad);
+    let method = &model.plan.0.config.loss.method;
+    let raw = method.attribute(model, x, &Explain::class(predicted.clone()))?;
+    let maps = ChannelReduction::AbsMax.forward(raw.maps);
     let maps: Vec<f32> = maps
         .into_data()
         .convert::<f32>()

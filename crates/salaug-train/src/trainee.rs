@@ -4,34 +4,34 @@
 //! One step, for a batch of originals `x` with labels `y`:
 //! 1. draw `T` from a generator seeded by the run seed and the batch's dataset indices
 //!    (deterministic, and the same after `--resume`), and compute `T(x)` and its soft labels;
-//! 2. one forward of `[x; T(x)]`: with `L_sal`, the lifted forward and backward of
-//!    [`salaug_core::training_pass`] give the logits (for `L_class`, cross-entropy with the
-//!    soft labels) and features (for `L_inv`) tracked at the training level, both halves' maps,
-//!    differentiable in the weights, and the BatchNorm running-statistics update; the maps are
-//!    reduced, paired by the augmentation's [`salaug_augment::Transfer`] (inverse warp or
-//!    expected map), normalised and compared. Without `L_sal`, a plain forward at the training
-//!    level;
-//! 3. `L = α·L_class + β·L_sal + γ·L_inv`, one backward at the training level.
+//! 2. one forward of `[x; T(x)]`: with `L_sal`, [`salaug_core::SaliencyLoss::of_batch`] (the
+//!    library's one `L_sal` pipeline, with the run's method, each image explaining its soft
+//!    label) gives `L_sal` with the maps paired by the augmentation's
+//!    [`salaug_augment::Transfer`] (inverse warp or expected map), and from the same lifted
+//!    forward the logits (for `L_class`, cross-entropy with the soft labels) and features (for
+//!    `L_inv`) tracked at the training level, and the BatchNorm running-statistics update.
+//!    Without `L_sal`, a plain forward at the training level;
+//! 3. `L = α·L_class + β·L_sal + γ·L_inv`, one backward at the training level. The step's
+//!    measurements stay on the device as one small row per step and are read once per epoch
+//!    ([`Plan::take_tallies`]); burn's Learner computes no metrics of its own.
 
+use std::any::Any;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
-use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
+use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use rand::{rngs::StdRng, SeedableRng};
-use salaug_augment::{Augmentation, Compare, Labels};
-use salaug_core::{
-    invariance_loss, materialize, training_pass, Classifier, FeatureDistance, LossWeights,
-    SaliencyKind, SaliencyLoss, SaliencyMethod,
-};
+use salaug_augment::Labels;
+use salaug_core::{invariance_loss, materialize, Classifier, Explain, SaliencyLoss};
 use salaug_models::Model;
 
-use crate::config::{RunConfig, Strategy};
+use crate::config::RunConfig;
 use crate::data::{Batch, Data};
 
-/// Running sums of one split's per-step losses, read at the end of each epoch.
+/// One split's per-step measurements, summed at the end of each epoch.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Tally {
     /// Σ L_class · images.
@@ -61,37 +61,78 @@ impl Tally {
     }
 }
 
-/// What the step does, shared by every copy of the model.
+/// Entries of a step's row: `[L_class, L_sal, L_inv, L, correct]`.
+const ROW: usize = 5;
+
+/// The steps' measurements of one split during an epoch, kept on the device: one row of
+/// [`ROW`] entries per step, read in one transfer at the end of the epoch (no device sync per
+/// step).
+#[derive(Debug, Default)]
+struct Rows {
+    /// Each row is a `Tensor<B, 1>` of the epoch loop's plain backend (type-erased: the plan is
+    /// shared by the training and the evaluation copy of the model, on two backend levels),
+    /// with the step's originals and images classified.
+    rows: Vec<(Box<dyn Any + Send>, usize, usize)>,
+}
+
+impl Rows {
+    fn push<B: Backend>(&mut self, row: Tensor<B, 1>, originals: usize, seen: usize) {
+        self.rows.push((Box::new(row), originals, seen));
+    }
+
+    /// The sums of the rows so far, in step order and in f64; empties the list.
+    fn take<B: Backend>(&mut self) -> Tally {
+        let rows = std::mem::take(&mut self.rows);
+        let mut tally = Tally::default();
+        if rows.is_empty() {
+            return tally;
+        }
+        let (tensors, counts): (Vec<Tensor<B, 1>>, Vec<(usize, usize)>) = rows
+            .into_iter()
+            .map(|(row, originals, seen)| {
+                let row = row
+                    .downcast::<Tensor<B, 1>>()
+                    .expect("the steps' rows are tensors of the epoch loop's backend");
+                (*row, (originals, seen))
+            })
+            .unzip();
+        let values = Tensor::cat(tensors, 0)
+            .into_data()
+            .convert::<f64>()
+            .to_vec::<f64>()
+            .expect("f64 values");
+        for (row, (originals, seen)) in values.chunks(ROW).zip(counts) {
+            let n = originals as f64;
+            tally.class += row[0] * n;
+            tally.sal += row[1] * n;
+            tally.inv += row[2] * n;
+            tally.total += row[3] * n;
+            tally.correct += row[4] as usize;
+            tally.seen += seen;
+            tally.originals += originals;
+        }
+        tally
+    }
+}
+
+/// What the step does, built once per model from the run config and the data, and shared by
+/// every copy of the model.
 #[derive(Debug)]
 pub struct PlanInner {
-    /// Which terms train.
-    pub strategy: Strategy,
-    /// `T`.
-    pub augment: Augmentation,
-    /// α, β, γ.
-    pub weights: LossWeights,
-    /// The saliency loss.
+    /// The run config (strategy, augmentation, loss settings, seed).
+    pub config: RunConfig,
+    /// The saliency loss of `config.loss.saliency`.
     pub sal_loss: SaliencyLoss,
-    /// Saliency method.
-    pub method: SaliencyKind,
-    /// Inverse or expected comparison.
-    pub compare: Compare,
-    /// Features for L_inv.
-    pub taps: Vec<String>,
-    /// Distance for L_inv.
-    pub feature_distance: FeatureDistance,
     /// Number of classes.
     pub classes: usize,
     /// Per-channel normalisation.
     pub mean: Vec<f64>,
     /// Per-channel normalisation.
     pub std: Vec<f64>,
-    /// Run seed (mixed with batch indices for the augmentation draws).
-    pub seed: u64,
-    /// Training-step sums for the current epoch.
-    pub train: Mutex<Tally>,
-    /// Evaluation-step sums for the current epoch.
-    pub valid: Mutex<Tally>,
+    /// Training-step rows of the current epoch.
+    train: Mutex<Rows>,
+    /// Evaluation-step rows of the current epoch.
+    valid: Mutex<Rows>,
 }
 
 /// Cheap-to-clone handle on a [`PlanInner`].
@@ -107,27 +148,21 @@ impl Plan {
         std: Vec<f64>,
     ) -> anyhow::Result<Plan> {
         Ok(Plan(Arc::new(PlanInner {
-            strategy: config.train.strategy,
-            augment: config.augment.clone(),
-            weights: config.loss.weights,
+            config: config.clone(),
             sal_loss: config.loss.saliency.init()?,
-            method: config.loss.method,
-            compare: config.loss.compare,
-            taps: config.loss.taps.clone(),
-            feature_distance: config.loss.feature_distance,
             classes,
             mean,
             std,
-            seed: config.seed,
             train: Mutex::default(),
             valid: Mutex::default(),
         })))
     }
 
-    /// Takes (and resets) the training and evaluation sums.
-    pub fn take_tallies(&self) -> (Tally, Tally) {
-        let t = std::mem::take(&mut *self.0.train.lock().expect("tally lock"));
-        let v = std::mem::take(&mut *self.0.valid.lock().expect("tally lock"));
+    /// Takes (and resets) the training and evaluation sums; `B` is the backend the steps'
+    /// measurements live on (the plain backend under the training level).
+    pub fn take_tallies<B: Backend>(&self) -> (Tally, Tally) {
+        let t = self.0.train.lock().expect("tally lock").take::<B>();
+        let v = self.0.valid.lock().expect("tally lock").take::<B>();
         (t, v)
     }
 }
@@ -207,12 +242,13 @@ impl<B: AutodiffBackend> Trainee<B> {
     /// The losses of one training step (steps 1–2 of the module docs); no backward.
     pub fn losses(&self, batch: &Batch<B>) -> anyhow::Result<StepLosses<B>> {
         let p = &self.plan.0;
+        let (strategy, loss) = (p.config.train.strategy, &p.config.loss);
         let x = batch.images.clone();
         let [n, _, _, _] = x.dims();
         let device = x.device();
         let k = p.classes;
-        let mut rng = batch_rng(p.seed, &batch.indices);
-        let aug = p.augment.run(x.clone(), &mut rng)?;
+        let mut rng = batch_rng(p.config.seed, &batch.indices);
+        let aug = p.config.augment.run(x.clone(), &mut rng)?;
         let soft = aug.labels.soft_targets(&batch.labels, k);
         let mut weights = Labels::Same.soft_targets(&batch.labels, k);
         weights.extend_from_slice(&soft);
@@ -229,23 +265,29 @@ impl<B: AutodiffBackend> Trainee<B> {
         let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [2 * n]), &device);
         let both = Tensor::cat(vec![x, aug.images], 0);
 
-        let taps: &[String] = if p.strategy.invariance() {
-            &p.taps
+        let taps: &[String] = if strategy.invariance() {
+            &loss.taps
         } else {
             &[]
         };
         // One forward of [x; T(x)]: with L_sal, the lifted pass gives the logits, features and
         // maps (and updates BatchNorm's running statistics); without, a plain forward.
-        let (logits, features, sal) = if p.strategy.saliency() {
-            let pass = training_pass(self, both.clone(), weights.clone(), taps)?;
-            let sal = self.saliency_loss_of(pass.gradient, both, &aug.transfer)?;
-            (pass.logits, pass.features, Some(sal))
+        let (logits, features, sal) = if strategy.saliency() {
+            let explain = Explain::weights(weights.clone())
+                .with_taps(taps)
+                .updating_running_stats();
+            let out = p
+                .sal_loss
+                .of_batch(self, &loss.method, both, &explain, |s, s_aug| {
+                    aug.transfer.pair(s, s_aug, loss.compare)
+                })?;
+            (out.logits, out.features, Some(out.loss))
         } else {
             let (logits, features) = self.logits_and_features(both, taps)?;
             (logits, features, None)
         };
         let class = soft_cross_entropy(logits.clone(), weights);
-        let inv = if p.strategy.invariance() {
+        let inv = if strategy.invariance() {
             let (a, b): (Vec<_>, Vec<_>) = features
                 .into_iter()
                 .map(|f| {
@@ -253,11 +295,13 @@ impl<B: AutodiffBackend> Trainee<B> {
                     (halves[0].clone(), halves[1].clone())
                 })
                 .unzip();
-            Some(invariance_loss(&a, &b, p.feature_distance, &device)?)
+            Some(invariance_loss(&a, &b, loss.feature_distance, &device)?)
         } else {
             None
         };
-        let total = p.weights.combine(class.clone(), sal.clone(), inv.clone());
+        let total = loss
+            .weights
+            .combine(class.clone(), sal.clone(), inv.clone());
         Ok(StepLosses {
             total,
             class,
@@ -269,89 +313,85 @@ impl<B: AutodiffBackend> Trainee<B> {
     }
 }
 
-impl<B: Backend> Trainee<B> {
-    /// `L_sal` of a batch `[x; T(x)]` from its input gradient `grad` (the score of each image's
-    /// soft label), with the run's saliency method, loss and comparison; differentiable in the
-    /// weights at an autodiff level.
-    pub fn saliency_loss_of(
-        &self,
-        grad: Tensor<B, 4>,
-        both: Tensor<B, 4>,
-        transfer: &salaug_augment::Transfer,
-    ) -> anyhow::Result<Tensor<B, 1>> {
-        let p = &self.plan.0;
-        let maps = if p.method.multiplies_by_input() {
-            grad * both
-        } else {
-            grad
-        };
-        let maps = p.sal_loss.reduce(maps).chunk(2, 0);
-        let pair = transfer.pair(maps[0].clone(), maps[1].clone(), p.compare)?;
-        Ok(p.sal_loss.forward(pair.reference, pair.other, pair.mask)?)
-    }
+/// The number of rows of `logits` whose largest entry is at `targets`, as a `[1]` float tensor
+/// (exact below 2^24).
+fn correct<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tensor<B, 1> {
+    let pred = logits.argmax(1).flatten::<1>(0, 1);
+    pred.equal(targets).float().sum()
 }
 
-fn scalar<B: Backend>(t: &Tensor<B, 1>) -> f64 {
-    t.clone().into_scalar().elem::<f64>()
-}
-
-fn correct<B: Backend>(logits: &Tensor<B, 2>, targets: &Tensor<B, 1, Int>) -> usize {
-    let pred = logits.clone().argmax(1).flatten::<1>(0, 1);
-    pred.equal(targets.clone())
-        .int()
-        .sum()
-        .into_scalar()
-        .elem::<i64>() as usize
+/// A step's row `[L_class, L_sal, L_inv, L, correct]` (see [`Rows`]).
+fn row<B: Backend>(
+    class: Tensor<B, 1>,
+    sal: Option<Tensor<B, 1>>,
+    inv: Option<Tensor<B, 1>>,
+    total: Tensor<B, 1>,
+    correct: Tensor<B, 1>,
+) -> Tensor<B, 1> {
+    let device = class.device();
+    let zero = || Tensor::<B, 1>::zeros([1], &device);
+    Tensor::cat(
+        vec![
+            class,
+            sal.unwrap_or_else(zero),
+            inv.unwrap_or_else(zero),
+            total,
+            correct,
+        ],
+        0,
+    )
 }
 
 impl<B: AutodiffBackend> TrainStep for Trainee<B> {
     type Input = Batch<B>;
-    type Output = ClassificationOutput<B>;
+    type Output = ();
 
-    fn step(&self, batch: Batch<B>) -> TrainOutput<ClassificationOutput<B>> {
+    fn step(&self, batch: Batch<B>) -> TrainOutput<()> {
         // Configurations are checked by a preflight step before training starts, so a failure
         // here is a bug, not bad input.
         let l = self
             .losses(&batch)
             .unwrap_or_else(|e| panic!("training step failed after a successful preflight: {e}"));
         let n = batch.labels.len();
-        {
-            let mut t = self.plan.0.train.lock().expect("tally lock");
-            t.class += scalar(&l.class) * n as f64;
-            t.sal += l.sal.as_ref().map_or(0.0, scalar) * n as f64;
-            t.inv += l.inv.as_ref().map_or(0.0, scalar) * n as f64;
-            t.total += scalar(&l.total) * n as f64;
-            t.correct += correct(&l.logits, &l.targets);
-            t.seen += 2 * n;
-            t.originals += n;
-        }
-        let grads = l.total.backward();
-        TrainOutput::new(
-            self,
-            grads,
-            ClassificationOutput::new(l.total.detach(), l.logits.detach(), l.targets),
-        )
+        let measured = row(
+            l.class.inner(),
+            l.sal.map(Tensor::inner),
+            l.inv.map(Tensor::inner),
+            l.total.clone().inner(),
+            correct(l.logits.inner(), l.targets.inner()),
+        );
+        self.plan
+            .0
+            .train
+            .lock()
+            .expect("tally lock")
+            .push(measured, n, 2 * n);
+        TrainOutput::new(self, l.total.backward(), ())
     }
 }
 
 impl<B: Backend> InferenceStep for Trainee<B> {
     type Input = Batch<B>;
-    type Output = ClassificationOutput<B>;
+    type Output = ();
 
-    fn step(&self, batch: Batch<B>) -> ClassificationOutput<B> {
+    fn step(&self, batch: Batch<B>) {
         let logits = self.logits(batch.images);
         let k = logits.dims()[1];
         let loss = soft_cross_entropy(logits.clone(), batch.targets.clone().one_hot(k).float());
         let n = batch.labels.len();
-        {
-            let mut v = self.plan.0.valid.lock().expect("tally lock");
-            v.class += scalar(&loss) * n as f64;
-            v.total += scalar(&loss) * n as f64;
-            v.correct += correct(&logits, &batch.targets);
-            v.seen += n;
-            v.originals += n;
-        }
-        ClassificationOutput::new(loss, logits, batch.targets)
+        let measured = row(
+            loss.clone(),
+            None,
+            None,
+            loss,
+            correct(logits, batch.targets),
+        );
+        self.plan
+            .0
+            .valid
+            .lock()
+            .expect("tally lock")
+            .push(measured, n, n);
     }
 }
 
@@ -361,7 +401,9 @@ pub fn accuracy<B: Backend>(
     images: Tensor<B, 4>,
     targets: Tensor<B, 1, Int>,
 ) -> usize {
-    correct(&model.logits(images), &targets)
+    correct(model.logits(images), targets)
+        .into_scalar()
+        .elem::<f64>() as usize
 }
 
 /// A freshly initialised trainee for `config` and `data`, seeded by the run seed.

@@ -1,12 +1,12 @@
 //! Vanilla gradient saliency (Simonyan et al. 2014, https://arxiv.org/abs/1312.6034).
 
-use burn::tensor::{backend::Backend, Int, Tensor};
+use burn::tensor::{backend::Backend, Tensor};
 
-use super::{Attribution, SaliencyMethod};
+use super::{Attribution, Explain, SaliencyMethod};
 use crate::error::Result;
 use crate::second_order::{input_gradient, Lift};
 
-/// The gradient of the target class's logit with respect to the input pixels (paper eq. 1).
+/// The gradient of the target score with respect to the input pixels (paper eq. 1).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gradient;
 
@@ -15,10 +15,9 @@ impl SaliencyMethod for Gradient {
         &self,
         model: &M,
         images: Tensor<B, 4>,
-        targets: Tensor<B, 1, Int>,
-        taps: &[String],
+        explain: &Explain<'_, B>,
     ) -> Result<Attribution<B>> {
-        let out = input_gradient(model, images, targets, taps)?;
+        let out = input_gradient(model, images, explain)?;
         Ok(Attribution {
             maps: out.gradient,
             logits: out.logits,

@@ -1,12 +1,12 @@
 //! Gradient × input (Shrikumar et al. 2016, https://arxiv.org/abs/1605.01713).
 
-use burn::tensor::{backend::Backend, Int, Tensor};
+use burn::tensor::{backend::Backend, Tensor};
 
-use super::{Attribution, SaliencyMethod};
+use super::{Attribution, Explain, SaliencyMethod};
 use crate::error::Result;
 use crate::second_order::{input_gradient, Lift};
 
-/// The input gradient of the target logit multiplied element-wise by the input.
+/// The input gradient of the target score multiplied element-wise by the input.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct InputXGradient;
 
@@ -15,18 +15,13 @@ impl SaliencyMethod for InputXGradient {
         &self,
         model: &M,
         images: Tensor<B, 4>,
-        targets: Tensor<B, 1, Int>,
-        taps: &[String],
+        explain: &Explain<'_, B>,
     ) -> Result<Attribution<B>> {
-        let out = input_gradient(model, images.clone(), targets, taps)?;
+        let out = input_gradient(model, images.clone(), explain)?;
         Ok(Attribution {
             maps: out.gradient * images,
             logits: out.logits,
             features: out.features,
         })
-    }
-
-    fn multiplies_by_input(&self) -> bool {
-        true
     }
 }

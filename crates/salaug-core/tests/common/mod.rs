@@ -11,8 +11,8 @@ use burn::tensor::backend::AutodiffBackend;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use salaug_core::{
-    ChannelReduction, Classifier, Distance, Error, MapNorm, SaliencyKind, SaliencyLossConfig,
-    SaliencyMethod,
+    ChannelReduction, Classifier, Distance, Error, Explain, MapNorm, MapPair, SaliencyKind,
+    SaliencyLossConfig,
 };
 
 pub fn uniform(rng: &mut StdRng, n: usize, scale: f64) -> Vec<f64> {
@@ -178,19 +178,24 @@ where
 {
     let loss = config.init().unwrap();
     let images = Tensor::cat(vec![x.clone(), x.clone().flip([3])], 0);
-    let targets = Tensor::cat(vec![y.clone(), y.clone()], 0);
-    let out = method.attribute(model, images, targets, &[]).unwrap();
-    let maps = loss.reduce(out.maps).chunk(2, 0);
-    let [n, _, h, w] = maps[0].dims();
-    let mask = masked.then(|| {
-        // Ignore the outermost columns, as a warp's validity mask would.
-        Tensor::<B, 4>::ones([n, 1, h, w], &x.device()).slice_assign(
-            [0..n, 0..1, 0..h, 0..1],
-            Tensor::zeros([n, 1, h, 1], &x.device()),
-        )
-    });
-    loss.forward(maps[0].clone(), maps[1].clone().flip([3]), mask)
-        .unwrap()
+    let explain = Explain::class(Tensor::cat(vec![y.clone(), y.clone()], 0));
+    loss.of_batch(model, &method, images, &explain, |s, s_aug| {
+        let [n, _, h, w] = s.dims();
+        let mask = masked.then(|| {
+            // Ignore the outermost columns, as a warp's validity mask would.
+            Tensor::<B, 4>::ones([n, 1, h, w], &x.device()).slice_assign(
+                [0..n, 0..1, 0..h, 0..1],
+                Tensor::zeros([n, 1, h, 1], &x.device()),
+            )
+        });
+        Ok::<_, Error>(MapPair {
+            reference: s,
+            other: s_aug.flip([3]),
+            mask,
+        })
+    })
+    .unwrap()
+    .loss
 }
 
 /// Every reduction × normalisation × distance (3 × 5 × 3 = 45 settings).

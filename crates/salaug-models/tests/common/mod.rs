@@ -6,7 +6,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Distribution;
 use salaug_core::gradcheck::{gradcheck, GradcheckConfig};
-use salaug_core::{SaliencyKind, SaliencyLossConfig, SaliencyMethod};
+use salaug_core::{Explain, MapPair, SaliencyKind, SaliencyLossConfig};
 use salaug_models::{Arch, DenseNet, Model, ModelConfig, ResNet, Stem};
 
 pub fn config(arch: Arch, width: f64) -> ModelConfig {
@@ -80,13 +80,16 @@ pub fn check_model<B: AutodiffBackend>(
         |m| {
             // The maps of x against the flipped-back maps of flip(x).
             let batch = Tensor::cat(vec![x.clone(), x.clone().flip([3])], 0);
-            let targets = Tensor::cat(vec![y.clone(), y.clone()], 0);
-            let out = SaliencyKind::Gradient
-                .attribute(m, batch, targets, &[])
-                .unwrap();
-            let maps = loss.reduce(out.maps).chunk(2, 0);
-            loss.forward(maps[0].clone(), maps[1].clone().flip([3]), None)
-                .unwrap()
+            let explain = Explain::class(Tensor::cat(vec![y.clone(), y.clone()], 0));
+            loss.of_batch(
+                m,
+                &SaliencyKind::Gradient,
+                batch,
+                &explain,
+                MapPair::flip_back,
+            )
+            .unwrap()
+            .loss
         },
         GradcheckConfig {
             entries_per_param,
