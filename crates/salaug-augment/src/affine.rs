@@ -7,9 +7,10 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::error::Result;
 use crate::geometry::{warp, Affine};
 use crate::transfer::Transfer;
-use crate::Augment;
+use crate::{check, Augment};
 
 /// The centre of an image, in pixel coordinates.
 pub(crate) fn centre([h, w]: [usize; 2]) -> (f64, f64) {
@@ -90,9 +91,15 @@ impl Default for Translation {
 
 /// Implements [`Augment`] for a unit whose parameters are one forward map per image.
 macro_rules! affine_unit {
-    ($unit:ty, |$s:ident, $size:ident, $rng:ident| $draw:expr) => {
+    ($unit:ty, |$s:ident, $size:ident, $rng:ident| $draw:expr, validate: |$v:ident| $check:expr) => {
         impl Augment for $unit {
             type Params = Vec<Affine>;
+
+            fn validate(&self) -> Result<()> {
+                let $v = self;
+                check::prob("p", $v.p)?;
+                $check
+            }
 
             fn sample(&self, batch: usize, $size: [usize; 2], $rng: &mut StdRng) -> Vec<Affine> {
                 let $s = self;
@@ -126,17 +133,23 @@ affine_unit!(Rescale, |s, size, rng| {
     let zoom = 1.0 + uniform(rng, [s.min_zoom, s.max_zoom]);
     let (cx, cy) = centre(size);
     Affine::scale_about(zoom, zoom, cx, cy)
-});
+}, validate: |s| check::range("min_zoom", [s.min_zoom, s.max_zoom], -0.9));
 
 affine_unit!(Rotation, |s, size, rng| {
     let degrees = uniform(rng, [-s.max_degrees, s.max_degrees]);
     let (cx, cy) = centre(size);
     Affine::rotation_about(degrees, cx, cy)
-});
+}, validate: |s| check::range("max_degrees", [0.0, s.max_degrees], 0.0));
 
 affine_unit!(Translation, |s, size, rng| {
     let [h, w] = size;
     let tx = uniform(rng, [-s.max_fraction, s.max_fraction]) * w as f64;
     let ty = uniform(rng, [-s.max_fraction, s.max_fraction]) * h as f64;
     Affine::translation(tx, ty)
+}, validate: |s| {
+    check::range("max_fraction", [0.0, s.max_fraction], 0.0)?;
+    if s.max_fraction > 1.0 {
+        return check::bad("max_fraction", s.max_fraction, "must be at most 1");
+    }
+    Ok(())
 });

@@ -16,10 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::affine::centre;
 use crate::clahe::to_level;
+use crate::error::Result;
 use crate::geometry::{map_planes, per_sample, select_per_sample, warp, Affine};
 use crate::mix::beta;
 use crate::transfer::{MixTerm, MixWeight, Transfer};
-use crate::Augment;
+use crate::{check, Augment};
 
 /// AugMix settings (reference defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -129,6 +130,15 @@ fn dirichlet(rng: &mut StdRng, alpha: f64, k: usize) -> Vec<f64> {
 
 impl Augment for AugMix {
     type Params = AugMixParams;
+
+    fn validate(&self) -> Result<()> {
+        check::positive("alpha", self.alpha)?;
+        check::positive("width", self.width as f64)?;
+        if !(self.severity >= 0.1 && self.severity <= 10.0) {
+            return check::bad("severity", self.severity, "must be in [0.1, 10]");
+        }
+        Ok(())
+    }
 
     fn sample(&self, batch: usize, size: [usize; 2], rng: &mut StdRng) -> AugMixParams {
         let mut chains = Vec::with_capacity(batch);

@@ -15,9 +15,10 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::affine::uniform;
+use crate::error::Result;
 use crate::geometry::map_planes;
 use crate::transfer::Transfer;
-use crate::Augment;
+use crate::{check, Augment};
 
 const BINS: usize = 256;
 
@@ -51,6 +52,15 @@ impl Default for Clahe {
 impl Augment for Clahe {
     /// Per image: the clip limit, or `None` when it is left alone.
     type Params = Vec<Option<f64>>;
+
+    fn validate(&self) -> Result<()> {
+        check::prob("p", self.p)?;
+        check::range("clip_limit", self.clip_limit, 0.0)?;
+        if self.grid[0] == 0 || self.grid[1] == 0 {
+            return check::bad("grid", 0.0, "needs at least one tile per axis");
+        }
+        Ok(())
+    }
 
     fn sample(&self, batch: usize, _size: [usize; 2], rng: &mut StdRng) -> Vec<Option<f64>> {
         (0..batch)

@@ -8,9 +8,10 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::affine::uniform;
+use crate::error::Result;
 use crate::geometry::{per_sample, select_per_sample};
 use crate::transfer::Transfer;
-use crate::Augment;
+use crate::{check, Augment};
 
 /// ITU-R 601 luma, `[n, 1, h, w]` (the image itself when it has one channel).
 pub(crate) fn luma<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
@@ -107,6 +108,21 @@ impl Jitter {
 
 impl Augment for ColorJitter {
     type Params = Vec<Jitter>;
+
+    fn validate(&self) -> Result<()> {
+        check::prob("p", self.p)?;
+        for (f, v) in [
+            ("brightness", self.brightness),
+            ("contrast", self.contrast),
+            ("saturation", self.saturation),
+        ] {
+            check::range(f, [0.0, v], 0.0)?;
+        }
+        if !(0.0..=0.5).contains(&self.hue) {
+            return check::bad("hue", self.hue, "the hue shift is in [0, 0.5] turns");
+        }
+        Ok(())
+    }
 
     fn sample(&self, batch: usize, _size: [usize; 2], rng: &mut StdRng) -> Vec<Jitter> {
         (0..batch)
@@ -238,6 +254,10 @@ impl Default for Grayscale {
 
 impl Augment for Grayscale {
     type Params = Vec<bool>;
+
+    fn validate(&self) -> Result<()> {
+        check::prob("p", self.p)
+    }
 
     fn sample(&self, batch: usize, _size: [usize; 2], rng: &mut StdRng) -> Vec<bool> {
         (0..batch).map(|_| rng.random_bool(self.p)).collect()

@@ -6,9 +6,10 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::error::Result;
 use crate::geometry::{warp, Affine};
 use crate::transfer::Transfer;
-use crate::Augment;
+use crate::{check, Augment};
 
 /// Random resized crop, as torchvision's `RandomResizedCrop` samples it: area fraction in
 /// `scale`, aspect ratio (w/h) log-uniform in `ratio`, 10 tries, else a central crop.
@@ -94,6 +95,14 @@ impl ResizedCrop {
 
 impl Augment for ResizedCrop {
     type Params = Vec<CropBox>;
+
+    fn validate(&self) -> Result<()> {
+        check::range("scale", self.scale, 1e-6)?;
+        if self.scale[1] > 1.0 {
+            return check::bad("scale", self.scale[1], "the area fraction is at most 1");
+        }
+        check::range("ratio", self.ratio, 1e-6)
+    }
 
     fn sample(&self, batch: usize, size: [usize; 2], rng: &mut StdRng) -> Vec<CropBox> {
         (0..batch).map(|_| self.draw(size, rng)).collect()

@@ -5,8 +5,9 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::error::Result;
 use crate::transfer::{flip, Transfer};
-use crate::Augment;
+use crate::{check, Augment};
 
 /// Mirrors each image left-right with probability `p` (paper default 0.5).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -44,6 +45,10 @@ fn coins(p: f64, batch: usize, rng: &mut StdRng) -> Vec<bool> {
 impl Augment for HorizontalFlip {
     type Params = Vec<bool>;
 
+    fn validate(&self) -> Result<()> {
+        check::prob("p", self.p)
+    }
+
     fn sample(&self, batch: usize, _size: [usize; 2], rng: &mut StdRng) -> Vec<bool> {
         coins(self.p, batch, rng)
     }
@@ -62,6 +67,10 @@ impl Augment for HorizontalFlip {
 
 impl Augment for VerticalFlip {
     type Params = Vec<bool>;
+
+    fn validate(&self) -> Result<()> {
+        check::prob("p", self.p)
+    }
 
     fn sample(&self, batch: usize, _size: [usize; 2], rng: &mut StdRng) -> Vec<bool> {
         coins(self.p, batch, rng)

@@ -30,6 +30,7 @@
 
 pub mod affine;
 pub mod augmix;
+pub mod check;
 pub mod clahe;
 pub mod color;
 pub mod crop;
@@ -53,10 +54,16 @@ pub use flip::{HorizontalFlip, VerticalFlip};
 pub use mix::{CutMix, CutOut, MixUp};
 pub use transfer::{Compare, Labels, MapPair, Transfer};
 
-/// One augmentation: how to draw its parameters, apply them, and relate the saliency maps.
+/// One augmentation: how to check its settings, draw its parameters, apply them, and relate
+/// the saliency maps and labels. Each unit implements it in its own file; the list of units
+/// is [`augmentations!`] below.
 pub trait Augment {
     /// What one draw fixes for a batch (per image).
     type Params: Clone + core::fmt::Debug + PartialEq;
+
+    /// Checks every setting (probabilities in [0, 1], positive α, ranges in order, …); errors
+    /// name the field (the [`Augmentation`] holding the unit prefixes the unit's name).
+    fn validate(&self) -> Result<()>;
 
     /// Draws parameters for `batch` images of `size = [h, w]`.
     fn sample(&self, batch: usize, size: [usize; 2], rng: &mut StdRng) -> Self::Params;
@@ -77,86 +84,154 @@ pub trait Augment {
     }
 }
 
-/// Every augmentation and preset, as written in config files (`kind = "rotation"`, …).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Augmentation {
-    /// No augmentation: `T(x) = x`.
-    None,
+/// A unit as listed in [`augmentations!`]: its config name and its variant of [`Params`].
+/// Implemented by the list, not by hand.
+pub trait Unit: Augment {
+    /// The name in configs (`kind = "…"`).
+    const NAME: &'static str;
+    /// Its parameters as [`Params`].
+    fn wrap(params: Self::Params) -> Params;
+    /// Its parameters out of [`Params`], if they are its kind.
+    fn unwrap(params: &Params) -> Option<&Self::Params>;
+}
+
+/// A call made on whichever unit an [`Augmentation`] holds (see [`Augmentation::visit`]).
+pub trait Visit {
+    /// What the call returns.
+    type Output;
+    /// The call on unit `unit`.
+    fn unit<A: Unit>(self, unit: &A) -> Self::Output;
+}
+
+/// The one list of units: the config name of each and its type. It defines [`Augmentation`]
+/// (with the presets), [`Params`] (one variant per unit, named as the unit), [`Unit`] for
+/// every unit, [`Augmentation::name`] and [`Augmentation::visit`]. Adding an augmentation is
+/// one file with its [`Augment`] impl and one line here.
+macro_rules! augmentations {
+    ($($(#[$doc:meta])* $name:literal => $unit:ident,)*) => {
+        /// Every augmentation and preset, as written in config files (`kind = "rotation"`, …).
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "kind")]
+        pub enum Augmentation {
+            /// No augmentation: `T(x) = x`.
+            #[serde(rename = "none")]
+            None,
+            $($(#[$doc])* #[serde(rename = $name)] $unit($unit),)*
+            /// The paper's "Combined": every single transform of table 1 (horizontal flip,
+            /// vertical flip, rescale, CLAHE, rotation), each with its default probability.
+            #[serde(rename = "combined")]
+            Combined,
+            /// SimCLR: resized crop, horizontal flip, colour jitter of strength `strength`
+            /// (p = 0.8), grayscale (p = 0.2).
+            #[serde(rename = "simclr")]
+            Simclr {
+                /// Colour-jitter strength s (paper: 0.5).
+                #[serde(default = "default_strength")]
+                strength: f64,
+            },
+            /// These augmentations in order.
+            #[serde(rename = "sequence")]
+            Sequence {
+                /// The steps.
+                steps: Vec<Augmentation>,
+            },
+        }
+
+        /// Parameters drawn by an [`Augmentation`], to replay it.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Params {
+            /// No augmentation.
+            None,
+            $($(#[$doc])* $unit(<$unit as Augment>::Params),)*
+            /// One entry per step of a sequence or preset.
+            Sequence(Vec<Params>),
+        }
+
+        $(impl Unit for $unit {
+            const NAME: &'static str = $name;
+            fn wrap(params: Self::Params) -> Params {
+                Params::$unit(params)
+            }
+            fn unwrap(params: &Params) -> Option<&Self::Params> {
+                match params {
+                    Params::$unit(p) => Some(p),
+                    _ => None,
+                }
+            }
+        })*
+
+        impl Augmentation {
+            /// The config names of the units, in the list's order.
+            pub const UNITS: &'static [&'static str] = &[$($name),*];
+
+            /// The name of this augmentation in configs.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    Augmentation::None => "none",
+                    $(Augmentation::$unit(_) => $name,)*
+                    Augmentation::Combined => "combined",
+                    Augmentation::Simclr { .. } => "simclr",
+                    Augmentation::Sequence { .. } => "sequence",
+                }
+            }
+
+            /// Makes `call` on the unit this variant holds; `None` for `none`, the presets and
+            /// sequences.
+            pub fn visit<V: Visit>(&self, call: V) -> Option<V::Output> {
+                match self {
+                    $(Augmentation::$unit(unit) => Some(call.unit(unit)),)*
+                    Augmentation::None
+                    | Augmentation::Combined
+                    | Augmentation::Simclr { .. }
+                    | Augmentation::Sequence { .. } => None,
+                }
+            }
+        }
+
+        impl Params {
+            /// The config name of the unit that drew these parameters.
+            fn name(&self) -> &'static str {
+                match self {
+                    Params::None => "none",
+                    $(Params::$unit(_) => $name,)*
+                    Params::Sequence(_) => "sequence",
+                }
+            }
+        }
+    };
+}
+
+augmentations! {
     /// Left-right mirror.
-    HorizontalFlip(HorizontalFlip),
+    "horizontal_flip" => HorizontalFlip,
     /// Top-bottom mirror.
-    VerticalFlip(VerticalFlip),
+    "vertical_flip" => VerticalFlip,
     /// Magnification about the centre.
-    Rescale(Rescale),
+    "rescale" => Rescale,
     /// Rotation about the centre.
-    Rotation(Rotation),
+    "rotation" => Rotation,
     /// Shift.
-    Translation(Translation),
+    "translation" => Translation,
     /// SimCLR's random resized crop.
-    ResizedCrop(ResizedCrop),
+    "resized_crop" => ResizedCrop,
     /// Colour jitter.
-    ColorJitter(ColorJitter),
+    "color_jitter" => ColorJitter,
     /// Random grayscale.
-    Grayscale(Grayscale),
+    "grayscale" => Grayscale,
     /// Contrast enhancement by CLAHE.
-    Clahe(Clahe),
+    "clahe" => Clahe,
     /// MixUp.
-    MixUp(MixUp),
+    "mix_up" => MixUp,
     /// CutOut.
-    CutOut(CutOut),
+    "cut_out" => CutOut,
     /// CutMix.
-    CutMix(CutMix),
+    "cut_mix" => CutMix,
     /// AugMix.
-    AugMix(AugMix),
-    /// The paper's "Combined": every single transform of table 1 (horizontal flip, vertical
-    /// flip, rescale, CLAHE, rotation), each with its default probability.
-    Combined,
-    /// SimCLR: resized crop, horizontal flip, colour jitter of strength `strength` (p = 0.8),
-    /// grayscale (p = 0.2).
-    Simclr {
-        /// Colour-jitter strength s (paper: 0.5).
-        #[serde(default = "default_strength")]
-        strength: f64,
-    },
-    /// These augmentations in order.
-    Sequence {
-        /// The steps.
-        steps: Vec<Augmentation>,
-    },
+    "aug_mix" => AugMix,
 }
 
 fn default_strength() -> f64 {
     0.5
-}
-
-/// Parameters drawn by an [`Augmentation`], to replay it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Params {
-    /// No augmentation.
-    None,
-    /// Per-image flips (either direction).
-    Flip(Vec<bool>),
-    /// Per-image forward maps.
-    Affine(Vec<geometry::Affine>),
-    /// Per-image crop boxes.
-    Crop(Vec<crop::CropBox>),
-    /// Per-image jitter.
-    Jitter(Vec<color::Jitter>),
-    /// Per-image grayscale choice.
-    Gray(Vec<bool>),
-    /// Per-image CLAHE clip limit.
-    Clahe(Vec<Option<f64>>),
-    /// MixUp's partners and weights.
-    MixUp(mix::MixUpParams),
-    /// CutOut's holes.
-    CutOut(Vec<mix::PixelBox>),
-    /// CutMix's partners and boxes.
-    CutMix(mix::CutMixParams),
-    /// AugMix's chains and weights.
-    AugMix(augmix::AugMixParams),
-    /// One entry per step of a sequence or preset.
-    Sequence(Vec<Params>),
 }
 
 /// The result of running an augmentation on a batch.
@@ -172,52 +247,90 @@ pub struct Augmented<B: Backend> {
     pub labels: Labels,
 }
 
-/// Dispatches a call to the unit behind a variant, with its parameters.
-macro_rules! dispatch {
-    ($self:expr, $params:expr, |$unit:ident, $p:ident| $body:expr, seq: $seq:expr) => {
-        match ($self, $params) {
-            (Augmentation::HorizontalFlip($unit), Params::Flip($p)) => $body,
-            (Augmentation::VerticalFlip($unit), Params::Flip($p)) => $body,
-            (Augmentation::Rescale($unit), Params::Affine($p)) => $body,
-            (Augmentation::Rotation($unit), Params::Affine($p)) => $body,
-            (Augmentation::Translation($unit), Params::Affine($p)) => $body,
-            (Augmentation::ResizedCrop($unit), Params::Crop($p)) => $body,
-            (Augmentation::ColorJitter($unit), Params::Jitter($p)) => $body,
-            (Augmentation::Grayscale($unit), Params::Gray($p)) => $body,
-            (Augmentation::Clahe($unit), Params::Clahe($p)) => $body,
-            (Augmentation::MixUp($unit), Params::MixUp($p)) => $body,
-            (Augmentation::CutOut($unit), Params::CutOut($p)) => $body,
-            (Augmentation::CutMix($unit), Params::CutMix($p)) => $body,
-            (Augmentation::AugMix($unit), Params::AugMix($p)) => $body,
-            (aug, params) => ($seq)(aug, params),
-        }
-    };
+/// [`Augment::validate`], errors prefixed with the unit's name.
+struct Validate;
+impl Visit for Validate {
+    type Output = Result<()>;
+    fn unit<A: Unit>(self, unit: &A) -> Result<()> {
+        prefixed(A::NAME, unit.validate())
+    }
+}
+
+/// A setting error of `owner`'s field, named `owner.field`.
+fn prefixed(owner: &str, checked: Result<()>) -> Result<()> {
+    checked.map_err(|e| match e {
+        Error::InvalidSetting {
+            name,
+            value,
+            reason,
+        } => Error::InvalidSetting {
+            name: format!("{owner}.{name}"),
+            value,
+            reason,
+        },
+        other => other,
+    })
+}
+
+/// [`Augment::sample`].
+struct Sample<'a> {
+    batch: usize,
+    size: [usize; 2],
+    rng: &'a mut StdRng,
+}
+impl Visit for Sample<'_> {
+    type Output = Params;
+    fn unit<A: Unit>(self, unit: &A) -> Params {
+        A::wrap(unit.sample(self.batch, self.size, self.rng))
+    }
+}
+
+/// [`Augment::apply`] with the unit's own parameters.
+struct Apply<'a, B: Backend> {
+    images: Tensor<B, 4>,
+    params: &'a Params,
+}
+impl<B: Backend> Visit for Apply<'_, B> {
+    type Output = Result<Tensor<B, 4>>;
+    fn unit<A: Unit>(self, unit: &A) -> Self::Output {
+        let p = A::unwrap(self.params).ok_or_else(|| mismatch(A::NAME, self.params))?;
+        Ok(unit.apply(self.images, p))
+    }
+}
+
+/// [`Augment::transfer`] with the unit's own parameters.
+struct MapTransfer<'a> {
+    params: &'a Params,
+    size: [usize; 2],
+}
+impl Visit for MapTransfer<'_> {
+    type Output = Result<Transfer>;
+    fn unit<A: Unit>(self, unit: &A) -> Self::Output {
+        let p = A::unwrap(self.params).ok_or_else(|| mismatch(A::NAME, self.params))?;
+        Ok(unit.transfer(p, self.size))
+    }
+}
+
+/// [`Augment::labels`] with the unit's own parameters.
+struct LabelMap<'a> {
+    params: &'a Params,
+}
+impl Visit for LabelMap<'_> {
+    type Output = Result<Labels>;
+    fn unit<A: Unit>(self, unit: &A) -> Self::Output {
+        let p = A::unwrap(self.params).ok_or_else(|| mismatch(A::NAME, self.params))?;
+        Ok(unit.labels(p))
+    }
+}
+
+fn mismatch(augmentation: &'static str, params: &Params) -> Error {
+    Error::ParamsMismatch {
+        augmentation,
+        params: params.name(),
+    }
 }
 
 impl Augmentation {
-    /// The name of this augmentation in configs.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Augmentation::None => "none",
-            Augmentation::HorizontalFlip(_) => "horizontal_flip",
-            Augmentation::VerticalFlip(_) => "vertical_flip",
-            Augmentation::Rescale(_) => "rescale",
-            Augmentation::Rotation(_) => "rotation",
-            Augmentation::Translation(_) => "translation",
-            Augmentation::ResizedCrop(_) => "resized_crop",
-            Augmentation::ColorJitter(_) => "color_jitter",
-            Augmentation::Grayscale(_) => "grayscale",
-            Augmentation::Clahe(_) => "clahe",
-            Augmentation::MixUp(_) => "mix_up",
-            Augmentation::CutOut(_) => "cut_out",
-            Augmentation::CutMix(_) => "cut_mix",
-            Augmentation::AugMix(_) => "aug_mix",
-            Augmentation::Combined => "combined",
-            Augmentation::Simclr { .. } => "simclr",
-            Augmentation::Sequence { .. } => "sequence",
-        }
-    }
-
     /// The steps a preset or sequence stands for (`None` for a single unit).
     pub fn steps(&self) -> Option<Vec<Augmentation>> {
         match self {
@@ -242,107 +355,14 @@ impl Augmentation {
         }
     }
 
-    /// Checks every setting (probabilities in [0, 1], positive α, ranges in order, …).
+    /// Checks every setting (each unit's [`Augment::validate`], and the presets').
     pub fn validate(&self) -> Result<()> {
-        let name = self.name();
-        let bad = |field: &str, value: f64, reason: &'static str| {
-            Err(Error::InvalidSetting {
-                name: format!("{name}.{field}"),
-                value: value.to_string(),
-                reason,
-            })
-        };
-        let prob = |field: &str, p: f64| {
-            if (0.0..=1.0).contains(&p) {
-                Ok(())
-            } else {
-                bad(field, p, "a probability must be in [0, 1]")
-            }
-        };
-        let positive = |field: &str, v: f64| {
-            if v > 0.0 && v.is_finite() {
-                Ok(())
-            } else {
-                bad(field, v, "must be a finite number > 0")
-            }
-        };
-        let range = |field: &str, [lo, hi]: [f64; 2], min: f64| {
-            if lo.is_finite() && hi.is_finite() && lo <= hi && lo >= min {
-                Ok(())
-            } else {
-                bad(
-                    field,
-                    lo,
-                    "must be a range [lo, hi] with lo ≤ hi, within bounds",
-                )
-            }
-        };
         match self {
-            Augmentation::None | Augmentation::Combined => Ok(()),
-            Augmentation::HorizontalFlip(a) => prob("p", a.p),
-            Augmentation::VerticalFlip(a) => prob("p", a.p),
-            Augmentation::Rescale(a) => {
-                prob("p", a.p)?;
-                range("min_zoom", [a.min_zoom, a.max_zoom], -0.9)
+            Augmentation::Simclr { strength } => {
+                prefixed(self.name(), check::positive("strength", *strength))
             }
-            Augmentation::Rotation(a) => {
-                prob("p", a.p)?;
-                range("max_degrees", [0.0, a.max_degrees], 0.0)
-            }
-            Augmentation::Translation(a) => {
-                prob("p", a.p)?;
-                range("max_fraction", [0.0, a.max_fraction], 0.0)?;
-                if a.max_fraction > 1.0 {
-                    return bad("max_fraction", a.max_fraction, "must be at most 1");
-                }
-                Ok(())
-            }
-            Augmentation::ResizedCrop(a) => {
-                range("scale", a.scale, 1e-6)?;
-                if a.scale[1] > 1.0 {
-                    return bad("scale", a.scale[1], "the area fraction is at most 1");
-                }
-                range("ratio", a.ratio, 1e-6)
-            }
-            Augmentation::ColorJitter(a) => {
-                prob("p", a.p)?;
-                for (f, v) in [
-                    ("brightness", a.brightness),
-                    ("contrast", a.contrast),
-                    ("saturation", a.saturation),
-                ] {
-                    range(f, [0.0, v], 0.0)?;
-                }
-                if !(0.0..=0.5).contains(&a.hue) {
-                    return bad("hue", a.hue, "the hue shift is in [0, 0.5] turns");
-                }
-                Ok(())
-            }
-            Augmentation::Grayscale(a) => prob("p", a.p),
-            Augmentation::Clahe(a) => {
-                prob("p", a.p)?;
-                range("clip_limit", a.clip_limit, 0.0)?;
-                if a.grid[0] == 0 || a.grid[1] == 0 {
-                    return bad("grid", 0.0, "needs at least one tile per axis");
-                }
-                Ok(())
-            }
-            Augmentation::MixUp(a) => positive("alpha", a.alpha),
-            Augmentation::CutOut(a) => {
-                prob("p", a.p)?;
-                prob("size", a.size)
-            }
-            Augmentation::CutMix(a) => positive("alpha", a.alpha),
-            Augmentation::AugMix(a) => {
-                positive("alpha", a.alpha)?;
-                positive("width", a.width as f64)?;
-                if !(a.severity >= 0.1 && a.severity <= 10.0) {
-                    return bad("severity", a.severity, "must be in [0.1, 10]");
-                }
-                Ok(())
-            }
-            Augmentation::Simclr { strength } => positive("strength", *strength),
             Augmentation::Sequence { steps } => steps.iter().try_for_each(Augmentation::validate),
+            _ => self.visit(Validate).unwrap_or(Ok(())),
         }
     }
 
@@ -351,47 +371,8 @@ impl Augmentation {
         if let Some(steps) = self.steps() {
             return Params::Sequence(steps.iter().map(|s| s.sample(batch, size, rng)).collect());
         }
-        match self {
-            Augmentation::None => Params::None,
-            Augmentation::HorizontalFlip(a) => Params::Flip(a.sample(batch, size, rng)),
-            Augmentation::VerticalFlip(a) => Params::Flip(a.sample(batch, size, rng)),
-            Augmentation::Rescale(a) => Params::Affine(a.sample(batch, size, rng)),
-            Augmentation::Rotation(a) => Params::Affine(a.sample(batch, size, rng)),
-            Augmentation::Translation(a) => Params::Affine(a.sample(batch, size, rng)),
-            Augmentation::ResizedCrop(a) => Params::Crop(a.sample(batch, size, rng)),
-            Augmentation::ColorJitter(a) => Params::Jitter(a.sample(batch, size, rng)),
-            Augmentation::Grayscale(a) => Params::Gray(a.sample(batch, size, rng)),
-            Augmentation::Clahe(a) => Params::Clahe(a.sample(batch, size, rng)),
-            Augmentation::MixUp(a) => Params::MixUp(a.sample(batch, size, rng)),
-            Augmentation::CutOut(a) => Params::CutOut(a.sample(batch, size, rng)),
-            Augmentation::CutMix(a) => Params::CutMix(a.sample(batch, size, rng)),
-            Augmentation::AugMix(a) => Params::AugMix(a.sample(batch, size, rng)),
-            Augmentation::Combined
-            | Augmentation::Simclr { .. }
-            | Augmentation::Sequence { .. } => {
-                unreachable!("presets have steps")
-            }
-        }
-    }
-
-    fn mismatch(&self, params: &Params) -> Error {
-        Error::ParamsMismatch {
-            augmentation: self.name(),
-            params: match params {
-                Params::None => "none",
-                Params::Flip(_) => "flip",
-                Params::Affine(_) => "affine",
-                Params::Crop(_) => "crop",
-                Params::Jitter(_) => "jitter",
-                Params::Gray(_) => "grayscale",
-                Params::Clahe(_) => "clahe",
-                Params::MixUp(_) => "mix_up",
-                Params::CutOut(_) => "cut_out",
-                Params::CutMix(_) => "cut_mix",
-                Params::AugMix(_) => "aug_mix",
-                Params::Sequence(_) => "sequence",
-            },
-        }
+        self.visit(Sample { batch, size, rng })
+            .unwrap_or(Params::None)
     }
 
     /// The steps of a preset or sequence paired with their parameters.
@@ -400,54 +381,66 @@ impl Augmentation {
             (Some(steps), Params::Sequence(ps)) if steps.len() == ps.len() => {
                 Ok(steps.into_iter().zip(ps).collect())
             }
-            _ => Err(self.mismatch(params)),
+            _ => Err(mismatch(self.name(), params)),
         }
     }
 
     /// Applies drawn (or replayed) parameters to `images` (`[batch, channels, h, w]` in [0, 1]).
     pub fn apply<B: Backend>(&self, images: Tensor<B, 4>, params: &Params) -> Result<Tensor<B, 4>> {
-        dispatch!(self, params, |unit, p| Ok(unit.apply(images, p)), seq: |aug: &Augmentation, params: &Params| {
-            if let (Augmentation::None, Params::None) = (aug, params) {
-                return Ok(images);
+        match (self, params) {
+            (Augmentation::None, Params::None) => Ok(images),
+            (Augmentation::None, _) => Err(mismatch("none", params)),
+            _ if self.steps().is_some() => {
+                let mut x = images;
+                for (step, p) in self.step_params(params)? {
+                    x = step.apply(x, p)?;
+                }
+                Ok(x)
             }
-            let mut x = images;
-            for (step, p) in aug.step_params(params)? {
-                x = step.apply(x, p)?;
-            }
-            Ok(x)
-        })
+            _ => self.visit(Apply { images, params }).expect("a single unit"),
+        }
     }
 
     /// How the maps of images augmented with `params` relate to the originals' maps.
     pub fn transfer(&self, params: &Params, size: [usize; 2]) -> Result<Transfer> {
-        dispatch!(self, params, |unit, p| Ok(unit.transfer(p, size)), seq: |aug: &Augmentation, params: &Params| {
-            if let (Augmentation::None, Params::None) = (aug, params) {
-                return Ok(Transfer::Identity);
+        match (self, params) {
+            (Augmentation::None, Params::None) => Ok(Transfer::Identity),
+            (Augmentation::None, _) => Err(mismatch("none", params)),
+            _ if self.steps().is_some() => {
+                let mut t = Transfer::Identity;
+                for (step, p) in self.step_params(params)? {
+                    t = t.then(step.transfer(p, size)?, size)?;
+                }
+                Ok(t)
             }
-            let mut t = Transfer::Identity;
-            for (step, p) in aug.step_params(params)? {
-                t = t.then(step.transfer(p, size)?, size)?;
-            }
-            Ok(t)
-        })
+            _ => self
+                .visit(MapTransfer { params, size })
+                .expect("a single unit"),
+        }
     }
 
     /// How the labels of images augmented with `params` relate to the originals' labels.
     pub fn labels(&self, params: &Params) -> Result<Labels> {
-        dispatch!(self, params, |unit, p| Ok(unit.labels(p)), seq: |aug: &Augmentation, params: &Params| {
-            if let (Augmentation::None, Params::None) = (aug, params) {
-                return Ok(Labels::Same);
-            }
-            let mut labels = Labels::Same;
-            for (step, p) in aug.step_params(params)? {
-                match (step.labels(p)?, &labels) {
-                    (Labels::Same, _) => {}
-                    (mixed, Labels::Same) => labels = mixed,
-                    _ => return Err(Error::Unsupported("two label-mixing augmentations in one sequence")),
+        match (self, params) {
+            (Augmentation::None, Params::None) => Ok(Labels::Same),
+            (Augmentation::None, _) => Err(mismatch("none", params)),
+            _ if self.steps().is_some() => {
+                let mut labels = Labels::Same;
+                for (step, p) in self.step_params(params)? {
+                    match (step.labels(p)?, &labels) {
+                        (Labels::Same, _) => {}
+                        (mixed, Labels::Same) => labels = mixed,
+                        _ => {
+                            return Err(Error::Unsupported(
+                                "two label-mixing augmentations in one sequence",
+                            ))
+                        }
+                    }
                 }
+                Ok(labels)
             }
-            Ok(labels)
-        })
+            _ => self.visit(LabelMap { params }).expect("a single unit"),
+        }
     }
 
     /// Validates, draws parameters and applies them: everything a training step needs.

@@ -9,9 +9,10 @@ use rand::Rng;
 use rand_distr::{Beta, Distribution};
 use serde::{Deserialize, Serialize};
 
+use crate::error::Result;
 use crate::geometry::{per_pixel, per_sample, take};
 use crate::transfer::{Labels, MixTerm, MixWeight, Transfer};
-use crate::Augment;
+use crate::{check, Augment};
 
 /// A draw from Beta(α, α) (α > 0; validated by the config).
 pub(crate) fn beta(rng: &mut StdRng, alpha: f64) -> f64 {
@@ -53,6 +54,10 @@ pub struct MixUpParams {
 
 impl Augment for MixUp {
     type Params = MixUpParams;
+
+    fn validate(&self) -> Result<()> {
+        check::positive("alpha", self.alpha)
+    }
 
     fn sample(&self, batch: usize, _size: [usize; 2], rng: &mut StdRng) -> MixUpParams {
         let lambda = (0..batch).map(|_| beta(rng, self.alpha)).collect();
@@ -168,6 +173,11 @@ impl Augment for CutOut {
     /// Per image, the hole (an empty box when none).
     type Params = Vec<PixelBox>;
 
+    fn validate(&self) -> Result<()> {
+        check::prob("p", self.p)?;
+        check::prob("size", self.size)
+    }
+
     fn sample(&self, batch: usize, [h, w]: [usize; 2], rng: &mut StdRng) -> Vec<PixelBox> {
         let side = ((h.min(w) as f64 * self.size).round() as usize).max(1);
         (0..batch)
@@ -245,6 +255,10 @@ impl CutMixParams {
 
 impl Augment for CutMix {
     type Params = CutMixParams;
+
+    fn validate(&self) -> Result<()> {
+        check::positive("alpha", self.alpha)
+    }
 
     fn sample(&self, batch: usize, [h, w]: [usize; 2], rng: &mut StdRng) -> CutMixParams {
         let boxes = (0..batch)

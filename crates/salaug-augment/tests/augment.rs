@@ -141,7 +141,7 @@ fn flips_are_exact_and_their_own_inverse() {
     // With p = 0.5 some images flip and some do not, each exactly.
     let aug = Augmentation::HorizontalFlip(Default::default());
     let out = aug.run(x.clone(), &mut StdRng::seed_from_u64(2)).unwrap();
-    let Params::Flip(flags) = &out.params else {
+    let Params::HorizontalFlip(flags) = &out.params else {
         panic!()
     };
     assert!(flags.iter().any(|f| *f) && flags.iter().any(|f| !*f));
@@ -518,4 +518,32 @@ fn pair_chooses_inverse_or_expected_and_checks_shapes() {
         Err(Error::NotInvertible)
     ));
     assert!(mix.transfer.pair(x, mix.images, Compare::Auto).is_ok());
+}
+
+/// Every unit is named once: a config `kind = "<name>"` with its defaults parses to the unit
+/// that reports that name, validates, and draws parameters that only it can replay.
+#[test]
+fn every_unit_is_named_once_and_replays_only_its_own_params() {
+    let device = Default::default();
+    let x = Tensor::<B, 4>::ones([2, 3, 8, 8], &device) * 0.5;
+    let rot = Augmentation::Rotation(Default::default());
+    let rot_params = rot.sample(2, [8, 8], &mut StdRng::seed_from_u64(0));
+    for &name in Augmentation::UNITS {
+        let aug: Augmentation = toml::from_str(&format!("kind = \"{name}\"")).unwrap();
+        assert_eq!(aug.name(), name);
+        aug.validate().unwrap();
+        let out = aug.run(x.clone(), &mut StdRng::seed_from_u64(1)).unwrap();
+        assert_eq!(aug.apply(x.clone(), &out.params).unwrap().dims(), x.dims());
+        if name != "rotation" {
+            let err = aug.apply(x.clone(), &rot_params).unwrap_err().to_string();
+            assert!(err.contains(name), "{name}: {err}");
+        }
+    }
+    assert_eq!(Augmentation::UNITS.len(), 13);
+    let err = toml::from_str::<Augmentation>("kind = \"rotation\"\np = 2.0")
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rotation.p"), "{err}");
 }
