@@ -171,7 +171,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval { run } => {
             init_logging(None)?;
             let (config, data, model) = load_run::<Selected>(&run, &device)?;
-            let acc = evaluate(&model, &data.test, 256, &device);
+            let acc = evaluate(&model, &data.test, 256, &device)?;
             let cons = consistency(
                 &model,
                 &data.test,

@@ -11,7 +11,7 @@ use salaug_augment::{Augmentation, Compare, HorizontalFlip, Rescale, Rotation};
 use salaug_core::{ChannelReduction, Explain, SaliencyKind, SaliencyLossConfig};
 pub use salaug_spec::EpochMetrics;
 
-use crate::data::{Batch, ImageBatcher, ImageSet};
+use crate::data::{Batch, ImageBatcher, Images};
 use crate::trainee::Trainee;
 
 /// Reads `metrics.csv` of a run directory (empty if absent).
@@ -41,7 +41,7 @@ pub fn consistency_transforms() -> Vec<Augmentation> {
 /// statistics here, as in the training step's saliency pass.
 pub fn consistency<B: Backend>(
     model: &Trainee<B>,
-    set: &ImageSet,
+    set: &Images,
     count: usize,
     device: &B::Device,
 ) -> Result<f64> {
@@ -63,8 +63,8 @@ pub fn consistency<B: Backend>(
             if idx.len() < 2 {
                 continue;
             }
-            let x = set.tensor::<B>(&idx, device);
-            let y: Vec<i64> = idx.iter().map(|&i| set.labels[i] as i64).collect();
+            let x = set.tensor::<B>(&idx, device)?;
+            let y: Vec<i64> = idx.iter().map(|&i| set.labels()[i] as i64).collect();
             let y = Tensor::<B, 1, Int>::from_data(TensorData::new(y.clone(), [idx.len()]), device);
             let aug = t.run(x.clone(), &mut rng)?;
             let both = Tensor::cat(vec![x, aug.images], 0);
@@ -90,16 +90,16 @@ pub fn consistency<B: Backend>(
 /// call measures both.
 pub fn evaluate<B: Backend>(
     model: &Trainee<B>,
-    set: &Arc<ImageSet>,
+    set: &Arc<Images>,
     batch: usize,
     device: &B::Device,
-) -> f64 {
+) -> Result<f64> {
     let batcher = ImageBatcher::new(set.clone());
     let mut correct = 0;
     for start in (0..set.len()).step_by(batch) {
         let idx: Vec<usize> = (start..(start + batch).min(set.len())).collect();
-        let b: Batch<B> = batcher.make(idx, device);
+        let b: Batch<B> = batcher.try_make(idx, device)?;
         correct += crate::trainee::accuracy(model, b.images, b.targets);
     }
-    correct as f64 / set.len().max(1) as f64
+    Ok(correct as f64 / set.len().max(1) as f64)
 }

@@ -14,7 +14,7 @@ use image::imageops::FilterType;
 use salaug_core::{ChannelReduction, Classifier, Explain, SaliencyMethod};
 
 use crate::data::Data;
-use crate::data::ImageSet;
+use crate::data::{ImageSet, Images};
 use crate::trainee::Trainee;
 
 /// Reads `path` as a `[c, h, w]` byte image of the model's input shape.
@@ -55,7 +55,7 @@ pub fn write_maps<B: Backend>(
     out: &Path,
     device: &B::Device,
 ) -> Result<usize> {
-    let shape = data.test.shape;
+    let shape = data.test.shape();
     let [c, h, w] = shape;
     let mut names = Vec::new();
     let mut pixels = Vec::new();
@@ -69,8 +69,8 @@ pub fn write_maps<B: Backend>(
     }
     let test = test.min(data.test.len());
     for i in 0..test {
-        pixels.extend_from_slice(data.test.image(i));
-        names.push(format!("test{i:04}_label{}", data.test.labels[i]));
+        pixels.extend_from_slice(&data.test.image(i)?);
+        names.push(format!("test{i:04}_label{}", data.test.labels()[i]));
     }
     let n = names.len();
     if n > 64 {
@@ -79,16 +79,16 @@ pub fn write_maps<B: Backend>(
     // Context images for BatchNorm's batch statistics.
     let context = (64 - n).min(data.test.len().saturating_sub(test));
     for i in (data.test.len() - context)..data.test.len() {
-        pixels.extend_from_slice(data.test.image(i));
+        pixels.extend_from_slice(&data.test.image(i)?);
     }
-    let set = ImageSet {
+    let set = Images::Memory(ImageSet {
         labels: vec![0; n + context],
         pixels,
         shape,
-        classes: data.test.classes,
-    };
+        classes: data.test.classes(),
+    });
     let all: Vec<usize> = (0..n + context).collect();
-    let x = set.tensor::<B>(&all, device);
+    let x = set.tensor::<B>(&all, device)?;
     let predicted = model.logits(x.clone()).argmax(1).flatten::<1>(0, 1);
     let method = &model.plan.0.config.loss.method;
     let raw = method.attribute(model, x, &Explain::class(predicted.clone()))?;
@@ -111,7 +111,7 @@ pub fn write_maps<B: Backend>(
             .iter()
             .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
         let scale = if hi > lo { 1.0 / (hi - lo) } else { 0.0 };
-        let img = set.image(i);
+        let img = set.image(i)?;
         let px = |ch: usize, y: usize, x: usize| img[(ch.min(c - 1) * h + y) * w + x];
         let mut image = image::RgbImage::new(w as u32, h as u32);
         let mut map = image::RgbImage::new(w as u32, h as u32);

@@ -2,8 +2,8 @@
 //! and `cargo xtask bench peer` measure them.
 //!
 //! One step is exactly a training step of `salaug train` ([`Trainee::losses`], backward,
-//! optimiser update) on one fixed batch of the run's first `train.batch_size` training images,
-//! with the device synchronised after each step. Memory is measured from the moment the data
+//! optimiser update) on one fixed batch of `train.batch_size` training images (a balanced
+//! subset of that size, the only images loaded), with the device synchronised after each step. Memory is measured from the moment the data
 //! are loaded: the baseline is the resident set then, and the peak high-water mark is reset
 //! there (Linux), so the peak covers the model, the optimiser and the steps.
 
@@ -31,6 +31,12 @@ pub fn time_steps<B: Backend>(
     if iters == 0 {
         bail!("--iters must be at least 1");
     }
+    // Only the timed batch is loaded (and decoded, for class folders): the first images of a
+    // balanced subset of one batch.
+    let mut config = config;
+    let limit = config.data.train_limit.unwrap_or(usize::MAX);
+    config.data.train_limit = Some(limit.min(config.train.batch_size));
+    config.data.test_limit = Some(1);
     let data = load_data(&config)?;
     let n = config.train.batch_size.min(data.train.len());
     if n < 2 {

@@ -412,15 +412,11 @@ pub fn build_model<B: Backend>(
     data: &Data,
     device: &B::Device,
 ) -> anyhow::Result<Trainee<B>> {
-    let [c, _, _] = data.train.shape;
-    let model_config = config.model_config(c, data.train.classes);
+    let [c, _, _] = data.train.shape();
+    let classes = data.train.classes();
+    let model_config = config.model_config(c, classes);
     model_config.validate()?;
-    let plan = Plan::new(
-        config,
-        data.train.classes,
-        data.mean.clone(),
-        data.std.clone(),
-    )?;
+    let plan = Plan::new(config, classes, data.mean.clone(), data.std.clone())?;
     B::seed(device, config.seed);
     let model = Trainee {
         model: model_config.init::<B>(device),

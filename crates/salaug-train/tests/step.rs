@@ -9,7 +9,7 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use salaug_core::backend::Selected;
 use salaug_train::data::Data;
-use salaug_train::data::{ImageBatcher, ImageSet};
+use salaug_train::data::{ImageBatcher, ImageSet, Images};
 use salaug_train::trainee::build_model;
 use salaug_train::RunConfig;
 
@@ -20,12 +20,12 @@ fn data() -> Data {
     let pixels = (0..n * c * h * w)
         .map(|i| ((i * 37 + i / 7) % 251) as u8)
         .collect();
-    let set = Arc::new(ImageSet {
+    let set = Arc::new(Images::Memory(ImageSet {
         pixels,
         labels: (0..n).map(|i| i % 4).collect(),
         shape: [c, h, w],
         classes: 4,
-    });
+    }));
     Data {
         train: set.clone(),
         test: set,

@@ -96,8 +96,9 @@ fn ref_and_sal_learn_fashion_mnist_and_sal_is_more_consistent() {
         &data.test,
         250,
         &device,
-    );
-    let train_mode = evaluate(&model, &data.test, 250, &device);
+    )
+    .unwrap();
+    let train_mode = evaluate(&model, &data.test, 250, &device).unwrap();
     eprintln!("eval-mode {eval_mode} train-mode {train_mode}");
     assert!(
         (eval_mode - ls.test_acc).abs() < 1e-9,

@@ -1,14 +1,18 @@
-//! ImageNet-style class folders: `<root>/<split>/<class>/<image>.{jpg,jpeg,png}`.
+//! ImageNet-style class folders: `<root>/<split>/<class>/<image>.{jpg,jpeg,png}`, decoded on
+//! demand.
 //!
 //! Classes are the sub-folders of `<root>/train`, sorted by name (as torchvision's
-//! `ImageFolder`). Each image is resized so its shorter side is `size / 0.875` (256 for 224)
-//! and centre-cropped to `size × size`, as the usual ImageNet evaluation transform.
+//! `ImageFolder`). A [`FolderSet`] holds the file list and labels only; an image is read,
+//! resized so its shorter side is `size / 0.875` (256 for 224) and centre-cropped to
+//! `size × size` (the usual ImageNet evaluation transform) when a batch asks for it, in burn's
+//! data-loader workers. Memory therefore stays bounded whatever the set's size (the paper's
+//! ImageNet would need about 190 GB as bytes in memory).
 
 use std::path::{Path, PathBuf};
 
 use image::imageops::FilterType;
 
-use super::{DataError, ImageSet, Split};
+use super::{DataError, ImageSet, Prepare, Split};
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -36,46 +40,164 @@ pub fn classes(root: &Path) -> Result<Vec<String>, DataError> {
     Ok(classes)
 }
 
-/// Reads one split (`train`, or `val` for the test split) at `size × size` RGB.
-pub fn read_image_folder(root: &Path, split: Split, size: usize) -> Result<ImageSet, DataError> {
-    let classes = classes(root)?;
-    let dir = root.join(match split {
-        Split::Train => "train",
-        Split::Test => "val",
-    });
-    let mut set = ImageSet {
-        pixels: Vec::new(),
-        labels: Vec::new(),
-        shape: [3, size, size],
-        classes: classes.len(),
-    };
-    for (label, class) in classes.iter().enumerate() {
-        let class_dir = dir.join(class);
-        if !class_dir.is_dir() {
-            continue;
-        }
-        for path in sorted_entries(&class_dir)? {
-            let ext = path
-                .extension()
-                .map(|e| e.to_string_lossy().to_ascii_lowercase())
-                .unwrap_or_default();
-            if !matches!(ext.as_str(), "jpg" | "jpeg" | "png") {
+/// File names packed into one string (a million ImageNet names take about 25 MB, not the
+/// hundreds of bytes per file of a `Vec<PathBuf>`).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Names {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl Names {
+    fn push(&mut self, name: &str) {
+        self.text.push_str(name);
+        self.ends.push(self.text.len() as u32);
+    }
+
+    fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.text[start..self.ends[i] as usize]
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+}
+
+/// One split of a class-folder dataset: its files and labels, decoded on demand.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FolderSet {
+    /// The split's folder (`<root>/train` or `<root>/val`).
+    dir: PathBuf,
+    /// The class folders' names, by class index.
+    class_names: Vec<String>,
+    /// Each image's file name inside its class folder, by class then name.
+    names: Names,
+    /// Class index of each file.
+    pub labels: Vec<usize>,
+    /// Side of the centre crop.
+    pub size: usize,
+    /// Number of classes.
+    pub classes: usize,
+    /// Shape changes applied after the crop.
+    pub prepare: Prepare,
+}
+
+impl FolderSet {
+    /// Lists one split (`train`, or `val` for the test split) for crops of `size × size` RGB
+    /// (directory listings only; see [`Self::check_headers`]).
+    pub fn scan(root: &Path, split: Split, size: usize) -> Result<FolderSet, DataError> {
+        let classes = classes(root)?;
+        let dir = root.join(match split {
+            Split::Train => "train",
+            Split::Test => "val",
+        });
+        let mut set = FolderSet {
+            dir: dir.clone(),
+            class_names: classes.clone(),
+            names: Names::default(),
+            labels: Vec::new(),
+            size,
+            classes: classes.len(),
+            prepare: Prepare::default(),
+        };
+        for (label, class) in classes.iter().enumerate() {
+            let class_dir = dir.join(class);
+            if !class_dir.is_dir() {
                 continue;
             }
-            let img = image::open(&path)
-                .map_err(|e| DataError::corrupt(&path, format!("cannot decode image: {e}")))?
-                .to_rgb8();
-            set.pixels.extend(resize_center_crop(&img, size));
-            set.labels.push(label);
+            for path in sorted_entries(&class_dir)? {
+                let ext = path
+                    .extension()
+                    .map(|e| e.to_string_lossy().to_ascii_lowercase())
+                    .unwrap_or_default();
+                if !matches!(ext.as_str(), "jpg" | "jpeg" | "png") {
+                    continue;
+                }
+                let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                    return Err(DataError::corrupt(&path, "the file name is not UTF-8"));
+                };
+                set.names.push(name);
+                set.labels.push(label);
+            }
+        }
+        if set.names.len() == 0 {
+            return Err(DataError::corrupt(
+                &dir,
+                "no .jpg/.jpeg/.png images in the class folders",
+            ));
+        }
+        Ok(set)
+    }
+
+    /// Reads every file's header (format and dimensions, not the pixels), so that a file that
+    /// is not an image is an error before training, naming it, rather than mid-run.
+    pub fn check_headers(&self) -> Result<(), DataError> {
+        for i in 0..self.len() {
+            let path = &self.path(i);
+            image::ImageReader::open(path)
+                .map_err(|e| DataError::io(path, e))?
+                .with_guessed_format()
+                .map_err(|e| DataError::io(path, e))?
+                .into_dimensions()
+                .map_err(|e| DataError::corrupt(path, format!("cannot decode image: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// `[channels, height, width]` of every decoded image.
+    pub fn shape(&self) -> [usize; 3] {
+        self.prepare.shape([3, self.size, self.size])
+    }
+
+    /// The file of image `i`.
+    pub fn path(&self, i: usize) -> PathBuf {
+        self.dir
+            .join(&self.class_names[self.labels[i]])
+            .join(self.names.get(i))
+    }
+
+    /// The images at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> FolderSet {
+        let mut names = Names::default();
+        for &i in indices {
+            names.push(self.names.get(i));
+        }
+        FolderSet {
+            dir: self.dir.clone(),
+            class_names: self.class_names.clone(),
+            names,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            size: self.size,
+            classes: self.classes,
+            prepare: self.prepare,
         }
     }
-    if set.is_empty() {
-        return Err(DataError::corrupt(
-            &dir,
-            "no .jpg/.jpeg/.png images in the class folders",
-        ));
+
+    /// Reads, crops and prepares image `i`: `[c, h, w]` bytes of [`Self::shape`].
+    pub fn decode(&self, i: usize) -> Result<Vec<u8>, DataError> {
+        let path = &self.path(i);
+        let img = image::open(path)
+            .map_err(|e| DataError::corrupt(path, format!("cannot decode image: {e}")))?
+            .to_rgb8();
+        let one = ImageSet {
+            pixels: resize_center_crop(&img, self.size),
+            labels: vec![self.labels[i]],
+            shape: [3, self.size, self.size],
+            classes: self.classes,
+        };
+        Ok(self.prepare.apply(one).pixels)
     }
-    Ok(set)
 }
 
 /// Shorter side to `size / 0.875`, centre crop `size × size`, as CHW bytes.
@@ -119,18 +241,22 @@ mod tests {
             img.save(d.join("a.png")).unwrap();
             img.save(d.join("b.jpg")).unwrap();
         }
-        let train = read_image_folder(dir.path(), Split::Train, 16).unwrap();
+        let train = FolderSet::scan(dir.path(), Split::Train, 16).unwrap();
         assert_eq!(train.labels, [0, 0, 1, 1], "n01 is class 0");
-        assert_eq!(train.shape, [3, 16, 16]);
-        assert_eq!(train.image(0)[0], 10);
-        assert_eq!(train.image(2)[0], 200, "png pixel survives exactly");
-        let val = read_image_folder(dir.path(), Split::Test, 16).unwrap();
+        assert_eq!(train.shape(), [3, 16, 16]);
+        assert_eq!(train.decode(0).unwrap()[0], 10);
+        assert_eq!(
+            train.decode(2).unwrap()[0],
+            200,
+            "png pixel survives exactly"
+        );
+        assert_eq!(train.decode(3).unwrap().len(), 3 * 16 * 16);
+        let val = FolderSet::scan(dir.path(), Split::Test, 16).unwrap();
         assert_eq!((val.labels.clone(), val.classes), (vec![1, 1], 2));
 
         std::fs::write(dir.path().join("val/n02/c.jpg"), b"not a jpeg").unwrap();
-        let err = read_image_folder(dir.path(), Split::Test, 16)
-            .unwrap_err()
-            .to_string();
+        let val = FolderSet::scan(dir.path(), Split::Test, 16).unwrap();
+        let err = val.check_headers().unwrap_err().to_string();
         assert!(err.contains("c.jpg") && err.contains("decode"), "{err}");
     }
 }

@@ -1,4 +1,6 @@
-//! Datasets in their real on-disk formats, held in memory as `u8` pixels.
+//! Datasets in their real on-disk formats: the small ones held in memory as `u8` pixels
+//! ([`ImageSet`], fastest), class folders decoded on demand ([`FolderSet`], bounded memory);
+//! [`Images`] is either.
 //!
 //! | dataset | format | files |
 //! |---|---|---|
@@ -30,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use cifar::{read_cifar, CifarKind};
 pub use download::{fetch, Remote};
-pub use folder::read_image_folder;
+pub use folder::FolderSet;
 pub use idx::{read_fashion_mnist, read_idx_images, read_idx_labels, FASHION_MNIST_FILES};
 pub use mat::{read_svhn, MatArray, MatFile};
 pub use prepare::Prepare;
@@ -156,28 +158,6 @@ impl ImageSet {
         &self.pixels[i * size..(i + 1) * size]
     }
 
-    /// The first `per_class` images of every class, in their original order (a balanced,
-    /// deterministic subset), or everything when `per_class` is `None`.
-    pub fn balanced_subset(self, limit: Option<usize>) -> ImageSet {
-        let Some(limit) = limit else { return self };
-        if limit >= self.len() {
-            return self;
-        }
-        let per_class = limit.div_ceil(self.classes);
-        let mut taken = vec![0usize; self.classes];
-        let mut keep = Vec::with_capacity(limit);
-        for (i, &l) in self.labels.iter().enumerate() {
-            if keep.len() == limit {
-                break;
-            }
-            if taken[l] < per_class {
-                taken[l] += 1;
-                keep.push(i);
-            }
-        }
-        self.select(&keep)
-    }
-
     /// The images at `indices`, in that order.
     pub fn select(&self, indices: &[usize]) -> ImageSet {
         let mut pixels = Vec::with_capacity(indices.len() * self.shape.iter().product::<usize>());
@@ -191,15 +171,118 @@ impl ImageSet {
             classes: self.classes,
         }
     }
+}
+
+/// The first `limit / classes` (rounded up) images of every class, in their original order,
+/// at most `limit` in all: a balanced, deterministic subset. `None` when `limit` keeps every
+/// image.
+fn balanced_indices(labels: &[usize], classes: usize, limit: Option<usize>) -> Option<Vec<usize>> {
+    let limit = limit.filter(|&l| l < labels.len())?;
+    let per_class = limit.div_ceil(classes);
+    let mut taken = vec![0usize; classes];
+    let mut keep = Vec::with_capacity(limit);
+    for (i, &l) in labels.iter().enumerate() {
+        if keep.len() == limit {
+            break;
+        }
+        if taken[l] < per_class {
+            taken[l] += 1;
+            keep.push(i);
+        }
+    }
+    Some(keep)
+}
+
+/// A split's images: in memory, or decoded from files when a batch asks for them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Images {
+    /// Held in memory (the small datasets; fastest).
+    Memory(ImageSet),
+    /// Class folders read on demand (memory bounded whatever the set's size).
+    Files(FolderSet),
+}
+
+impl Images {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels().len()
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Class index of each image.
+    pub fn labels(&self) -> &[usize] {
+        match self {
+            Images::Memory(set) => &set.labels,
+            Images::Files(set) => &set.labels,
+        }
+    }
+
+    /// `[channels, height, width]` of every image.
+    pub fn shape(&self) -> [usize; 3] {
+        match self {
+            Images::Memory(set) => set.shape,
+            Images::Files(set) => set.shape(),
+        }
+    }
+
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        match self {
+            Images::Memory(set) => set.classes,
+            Images::Files(set) => set.classes,
+        }
+    }
+
+    /// Pixels of image `i`, `[c, h, w]` (read from its file for [`Images::Files`]).
+    pub fn image(&self, i: usize) -> Result<std::borrow::Cow<'_, [u8]>, DataError> {
+        Ok(match self {
+            Images::Memory(set) => std::borrow::Cow::Borrowed(set.image(i)),
+            Images::Files(set) => std::borrow::Cow::Owned(set.decode(i)?),
+        })
+    }
+
+    /// A balanced, deterministic subset of at most `limit` images (see [`ImageSet`]'s
+    /// readers for the order), or everything when `limit` is `None`.
+    pub fn balanced_subset(self, limit: Option<usize>) -> Images {
+        let Some(keep) = balanced_indices(self.labels(), self.classes(), limit) else {
+            return self;
+        };
+        match self {
+            Images::Memory(set) => Images::Memory(set.select(&keep)),
+            Images::Files(set) => Images::Files(set.select(&keep)),
+        }
+    }
+
+    /// Applies `prepare` (at once in memory; per image as it is decoded for files).
+    pub fn prepare(self, prepare: Prepare) -> Images {
+        match self {
+            Images::Memory(set) => Images::Memory(prepare.apply(set)),
+            Images::Files(mut set) => {
+                set.prepare = prepare;
+                Images::Files(set)
+            }
+        }
+    }
 
     /// Images `[n, c, h, w]` in `[0, 1]` as a tensor, for the given indices.
-    pub fn tensor<B: Backend>(&self, indices: &[usize], device: &B::Device) -> Tensor<B, 4> {
-        let [c, h, w] = self.shape;
+    pub fn tensor<B: Backend>(
+        &self,
+        indices: &[usize],
+        device: &B::Device,
+    ) -> Result<Tensor<B, 4>, DataError> {
+        let [c, h, w] = self.shape();
         let mut values = Vec::with_capacity(indices.len() * c * h * w);
         for &i in indices {
-            values.extend(self.image(i).iter().map(|&p| p as f32 / 255.0));
+            values.extend(self.image(i)?.iter().map(|&p| p as f32 / 255.0));
         }
-        Tensor::from_data(TensorData::new(values, [indices.len(), c, h, w]), device)
+        Ok(Tensor::from_data(
+            TensorData::new(values, [indices.len(), c, h, w]),
+            device,
+        ))
     }
 }
 
@@ -213,7 +296,7 @@ pub fn load(kind: DatasetKind, root: &Path, split: Split) -> Result<ImageSet, Da
         DatasetKind::ImageFolder => Err(DataError::NotFound {
             dataset: "image_folder",
             looked: root.display().to_string(),
-            hint: "image folders are read with read_image_folder and a target size".into(),
+            hint: "class folders are listed with FolderSet::scan and a target size".into(),
         }),
     }
 }
@@ -303,21 +386,37 @@ pub struct Batch<B: Backend> {
     pub indices: Vec<usize>,
 }
 
-/// Turns indices into a [`Batch`] from a prepared [`ImageSet`].
+/// Turns indices into a [`Batch`] from prepared [`Images`]; in burn's data loader it runs in
+/// the worker threads, so files are decoded there.
 #[derive(Debug, Clone)]
 pub struct ImageBatcher {
-    set: Arc<ImageSet>,
+    set: Arc<Images>,
 }
 
 impl ImageBatcher {
     /// A batcher over `set`.
-    pub fn new(set: Arc<ImageSet>) -> Self {
+    pub fn new(set: Arc<Images>) -> Self {
         Self { set }
     }
 
     /// The batch of the images at `indices`.
+    ///
+    /// # Panics
+    /// If an image file that passed [`FolderSet::scan`]'s header check cannot be decoded
+    /// (burn's batchers cannot return errors); the message names the file.
     pub fn make<B: Backend>(&self, indices: Vec<usize>, device: &B::Device) -> Batch<B> {
-        let labels: Vec<usize> = indices.iter().map(|&i| self.set.labels[i]).collect();
+        self.try_make(indices, device)
+            .unwrap_or_else(|e| panic!("reading a batch: {e}"))
+    }
+
+    /// The batch of the images at `indices`, or the error of the first image that cannot be
+    /// read.
+    pub fn try_make<B: Backend>(
+        &self,
+        indices: Vec<usize>,
+        device: &B::Device,
+    ) -> Result<Batch<B>, DataError> {
+        let labels: Vec<usize> = indices.iter().map(|&i| self.set.labels()[i]).collect();
         let targets = Tensor::from_data(
             TensorData::new(
                 labels.iter().map(|&l| l as i64).collect::<Vec<_>>(),
@@ -325,12 +424,12 @@ impl ImageBatcher {
             ),
             device,
         );
-        Batch {
-            images: self.set.tensor(&indices, device),
+        Ok(Batch {
+            images: self.set.tensor(&indices, device)?,
             targets,
             labels,
             indices,
-        }
+        })
     }
 }
 

@@ -6,16 +6,16 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 
-use super::{load, locate, read_image_folder, DatasetKind, ImageSet, Split};
+use super::{load, locate, DatasetKind, FolderSet, Images, Split};
 use crate::config::RunConfig;
 
 /// The prepared training and test images.
 #[derive(Debug, Clone)]
 pub struct Data {
     /// Training images.
-    pub train: Arc<ImageSet>,
+    pub train: Arc<Images>,
     /// Held-out test images.
-    pub test: Arc<ImageSet>,
+    pub test: Arc<Images>,
     /// Where they were read from.
     pub root: PathBuf,
     /// Per-channel mean of the network's input normalisation, in `[0, 1]` units.
@@ -25,30 +25,37 @@ pub struct Data {
 }
 
 /// Finds, reads, subsets and prepares the data of `config`, with its input normalisation: the
-/// config's `data.mean` / `data.std`, else the training images' channel statistics.
+/// config's `data.mean` / `data.std`, else the training images' channel statistics (see
+/// [`channel_stats`]). Class folders are listed here and decoded when batches ask for them.
 pub fn load_data(config: &RunConfig) -> Result<Data> {
     let kind = config.data.dataset;
     let root = locate(kind, config.data.dir.as_deref())?;
     tracing::info!("reading {} from {}", kind.name(), root.display());
     let (train, test) = if kind == DatasetKind::ImageFolder {
+        let size = config.data.folder_size;
         (
-            read_image_folder(&root, Split::Train, config.data.folder_size)?,
-            read_image_folder(&root, Split::Test, config.data.folder_size)?,
+            Images::Files(FolderSet::scan(&root, Split::Train, size)?),
+            Images::Files(FolderSet::scan(&root, Split::Test, size)?),
         )
     } else {
         (
-            load(kind, &root, Split::Train)?,
-            load(kind, &root, Split::Test)?,
+            Images::Memory(load(kind, &root, Split::Train)?),
+            Images::Memory(load(kind, &root, Split::Test)?),
         )
     };
     let prep = config.data.prepare;
-    let train = prep.apply(train.balanced_subset(config.data.train_limit));
-    let test = prep.apply(test.balanced_subset(config.data.test_limit));
-    let c = train.shape[0];
+    let train = train.balanced_subset(config.data.train_limit).prepare(prep);
+    let test = test.balanced_subset(config.data.test_limit).prepare(prep);
+    for set in [&train, &test] {
+        if let Images::Files(files) = set {
+            files.check_headers()?;
+        }
+    }
+    let c = train.shape()[0];
     let (mean, std) = match (&config.data.mean, &config.data.std) {
         (Some(m), Some(s)) => (m.clone(), s.clone()),
         (m, s) => {
-            let (mean, std) = channel_stats(&train);
+            let (mean, std) = channel_stats(&train)?;
             (m.clone().unwrap_or(mean), s.clone().unwrap_or(std))
         }
     };
@@ -62,8 +69,8 @@ pub fn load_data(config: &RunConfig) -> Result<Data> {
         "{} training and {} test images of {:?}, {} classes",
         train.len(),
         test.len(),
-        train.shape,
-        train.classes
+        train.shape(),
+        train.classes()
     );
     Ok(Data {
         train: Arc::new(train),
@@ -74,13 +81,26 @@ pub fn load_data(config: &RunConfig) -> Result<Data> {
     })
 }
 
-/// Per-channel mean and standard deviation of a set, in `[0, 1]` units.
-pub fn channel_stats(set: &ImageSet) -> (Vec<f64>, Vec<f64>) {
-    let [c, h, w] = set.shape;
+/// At most this many images (evenly spaced) give the channel statistics of a set read from
+/// files; sets in memory use every image.
+pub const STATS_FILES: usize = 2000;
+
+/// Per-channel mean and standard deviation of a set, in `[0, 1]` units: over every image in
+/// memory, over [`STATS_FILES`] evenly spaced images of a set read from files.
+pub fn channel_stats(set: &Images) -> Result<(Vec<f64>, Vec<f64>)> {
+    let [c, h, w] = set.shape();
+    let n = set.len();
+    let used: Vec<usize> = match set {
+        Images::Memory(_) => (0..n).collect(),
+        Images::Files(_) => {
+            let k = n.min(STATS_FILES);
+            (0..k).map(|j| j * n / k.max(1)).collect()
+        }
+    };
     let mut sum = vec![0f64; c];
     let mut sq = vec![0f64; c];
-    for i in 0..set.len() {
-        for (ch, plane) in set.image(i).chunks(h * w).enumerate() {
+    for &i in &used {
+        for (ch, plane) in set.image(i)?.chunks(h * w).enumerate() {
             for &p in plane {
                 let v = p as f64 / 255.0;
                 sum[ch] += v;
@@ -88,12 +108,12 @@ pub fn channel_stats(set: &ImageSet) -> (Vec<f64>, Vec<f64>) {
             }
         }
     }
-    let n = (set.len() * h * w).max(1) as f64;
+    let n = (used.len() * h * w).max(1) as f64;
     let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
     let std = sq
         .iter()
         .zip(&mean)
         .map(|(q, m)| (q / n - m * m).max(0.0).sqrt().max(1e-3))
         .collect();
-    (mean, std)
+    Ok((mean, std))
 }
