@@ -79,8 +79,10 @@ enum Command {
         /// `conv`: the convolution kernels per ResNet-18 layer (ms, GFLOP/s);
         /// `layers`: the twice-differentiable layers vs burn's ops (salaug-models);
         /// `step`: plain vs saliency training step of the salaug-core example network;
-        /// `models`: plain vs saliency step of the zoo's models (SALAUG_BENCH_ARCHS).
-        #[arg(value_parser = ["peer", "conv", "layers", "step", "models"])]
+        /// `models`: plain vs saliency step of the zoo's models (SALAUG_BENCH_ARCHS);
+        /// `data`: class-folder images/s decoded and augmented against the step's own
+        /// (SALAUG_BENCH_IMAGES, _SIZE, _ARCH, _WORKERS, _BATCH, _DATA).
+        #[arg(value_parser = ["peer", "conv", "layers", "step", "models", "data"])]
         what: String,
         /// CPU backend to measure (not `peer`, which measures the default build).
         #[arg(long, default_value = "flex", value_parser = ["flex", "ndarray"])]
@@ -239,6 +241,7 @@ fn main() -> Result<()> {
                 "layers" => ("salaug-models", "bench_layers"),
                 "models" => ("salaug-models", "bench_models"),
                 "conv" => ("salaug-models", "bench_conv"),
+                "data" => ("salaug-train", "bench_data"),
                 _ => ("salaug-core", "train_step"),
             };
             cargo(&[
