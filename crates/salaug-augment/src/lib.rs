@@ -56,7 +56,7 @@ pub use transfer::{Compare, Labels, MapPair, Transfer};
 
 /// One augmentation: how to check its settings, draw its parameters, apply them, and relate
 /// the saliency maps and labels. Each unit implements it in its own file; the list of units
-/// is [`augmentations!`] below.
+/// is the `augmentations!` invocation in this file.
 pub trait Augment {
     /// What one draw fixes for a batch (per image).
     type Params: Clone + core::fmt::Debug + PartialEq;
@@ -84,7 +84,7 @@ pub trait Augment {
     }
 }
 
-/// A unit as listed in [`augmentations!`]: its config name and its variant of [`Params`].
+/// A unit as listed in the `augmentations!` invocation: its config name and its variant of [`Params`].
 /// Implemented by the list, not by hand.
 pub trait Unit: Augment {
     /// The name in configs (`kind = "…"`).
@@ -293,8 +293,7 @@ struct Apply<'a, B: Backend> {
 impl<B: Backend> Visit for Apply<'_, B> {
     type Output = Result<Tensor<B, 4>>;
     fn unit<A: Unit>(self, unit: &A) -> Self::Output {
-        let p = A::unwrap(self.params).ok_or_else(|| mismatch(A::NAME, self.params))?;
-        Ok(unit.apply(self.images, p))
+        Ok(unit.apply(self.images, own::<A>(self.params)?))
     }
 }
 
@@ -306,8 +305,7 @@ struct MapTransfer<'a> {
 impl Visit for MapTransfer<'_> {
     type Output = Result<Transfer>;
     fn unit<A: Unit>(self, unit: &A) -> Self::Output {
-        let p = A::unwrap(self.params).ok_or_else(|| mismatch(A::NAME, self.params))?;
-        Ok(unit.transfer(p, self.size))
+        Ok(unit.transfer(own::<A>(self.params)?, self.size))
     }
 }
 
@@ -318,9 +316,13 @@ struct LabelMap<'a> {
 impl Visit for LabelMap<'_> {
     type Output = Result<Labels>;
     fn unit<A: Unit>(self, unit: &A) -> Self::Output {
-        let p = A::unwrap(self.params).ok_or_else(|| mismatch(A::NAME, self.params))?;
-        Ok(unit.labels(p))
+        Ok(unit.labels(own::<A>(self.params)?))
     }
+}
+
+/// Unit `A`'s own parameters out of `params`, or the mismatch error.
+fn own<A: Unit>(params: &Params) -> Result<&A::Params> {
+    A::unwrap(params).ok_or_else(|| mismatch(A::NAME, params))
 }
 
 fn mismatch(augmentation: &'static str, params: &Params) -> Error {

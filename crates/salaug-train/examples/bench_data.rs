@@ -14,15 +14,14 @@
 //!     cargo run --release -p salaug-train --example bench_data
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use burn::data::dataloader::DataLoaderBuilder;
-use burn::prelude::*;
 use rand::{rngs::StdRng, SeedableRng};
 use salaug_core::backend::Selected;
-use salaug_train::data::{load_data, Batch, ImageBatcher, IndexDataset};
+use salaug_train::data::{load_data, write_synthetic, Batch, ImageBatcher, IndexDataset};
 use salaug_train::timing::time_steps;
 use salaug_train::RunConfig;
 
@@ -31,23 +30,6 @@ fn env<T: std::str::FromStr>(key: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// `n` JPEGs of `side × side` in 10 classes under `root/{train,val}`.
-fn write_set(root: &Path, n: usize, side: u32) {
-    for (split, count) in [("train", n), ("val", 100)] {
-        for i in 0..count {
-            let class = i % 10;
-            let dir = root.join(split).join(format!("c{class:02}"));
-            std::fs::create_dir_all(&dir).expect("create the class folder");
-            let img = image::RgbImage::from_fn(side, side, |x, y| {
-                let v = (x * 3 + y * 5 + i as u32 * 7) as u8;
-                image::Rgb([v, v.wrapping_mul(3), (class * 25) as u8])
-            });
-            img.save(dir.join(format!("{i:06}.jpg")))
-                .expect("write a JPEG");
-        }
-    }
 }
 
 /// One epoch through the loader; with `augment`, the run's augmentation on every batch.
@@ -95,7 +77,7 @@ fn main() {
                 "writing {images} JPEGs of {side}×{side} to {}",
                 tmp.path().display()
             );
-            write_set(tmp.path(), images, side);
+            write_synthetic(tmp.path(), images, 100, 10, side).expect("write the JPEGs");
             tmp.path().to_path_buf()
         }
     };

@@ -9,8 +9,8 @@
 //! | file | job |
 //! |---|---|
 //! | [`config`] | the run config (TOML, `--set` overrides, validation) and what it builds: the model config, the optimiser (one dispatch, [`config::WithOptimizer`]) and the schedule |
-//! | [`data`] | dataset readers (Fashion-MNIST IDX, CIFAR binary, SVHN `.mat`, class folders), downloads, and [`data::load_data`]: the run's training and test sets with their input normalisation |
-//! | [`trainee`] | the model as the Learner trains it ([`trainee::build_model`]), the saliency training step (`TrainStep`) and the evaluation step |
+//! | [`data`] | dataset readers (Fashion-MNIST IDX, CIFAR binary, SVHN `.mat`), class folders streamed from disk ([`data::FolderSet`]), downloads, and [`data::load_data`]: the run's training and test sets ([`data::Images`], in memory or from files) with their input normalisation |
+//! | [`trainee`] | the model as the Learner trains it ([`trainee::build_model`]), the step's plan (built once from the config), the saliency training step (`TrainStep`, `L_sal` by `salaug_core::SaliencyLoss::of_batch`) and the evaluation step; their measurements stay on the device until the epoch ends |
 //! | [`metrics`] | accuracy, the saliency-consistency distance, and `metrics.csv` (columns defined in `salaug_spec::metrics`) |
 //! | [`run`] | the epoch loop around burn's Learner: run directory, preflight, checkpoints, `--resume`, loading a finished run |
 //! | [`timing`] | `salaug time`: wall time, CPU use and memory of training steps |
@@ -21,6 +21,10 @@
 //!
 //! What crosses a process boundary (table specs, metrics columns, the timing record, data
 //! search paths) is defined in the burn-free `salaug-spec` crate, shared with `cargo xtask`.
+//!
+//! Errors: the libraries (salaug-core, salaug-augment, salaug-spec, [`data`]) return their own
+//! `thiserror` enums (salaug-augment's wraps salaug-core's); this crate's run-level code and the
+//! CLI use `anyhow` with context, and `main` prints the chain and exits non-zero.
 
 pub mod config;
 pub mod data;

@@ -41,7 +41,7 @@ enum Command {
         /// Override a config value: `--set train.epochs=3 --set augment.kind=rotation`.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
-        /// Run directory (default: runs/<config file stem>).
+        /// Run directory (default: `runs/<config file stem>`).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Continue the run in this directory after its last finished epoch.

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use burn::data::dataloader::DataLoaderBuilder;
 use salaug_core::backend::Selected;
-use salaug_train::data::{load_data, Batch, ImageBatcher, IndexDataset};
+use salaug_train::data::{load_data, write_synthetic, Batch, ImageBatcher, IndexDataset};
 use salaug_train::timing::process;
 use salaug_train::RunConfig;
 
@@ -27,23 +27,9 @@ const STEP_MS: u64 = 20;
 /// burn 0.21's multi-threaded loader queues at most this many batches ahead of the consumer.
 const QUEUED: usize = 100;
 
-/// Writes `n` JPEGs of `SOURCE × SOURCE` into `root/{train,val}/c<k>/` (`n` in train, 10 per
-/// class in val), with content that varies per image.
+/// `n` training JPEGs of `SOURCE × SOURCE` (and 10 per class for validation).
 fn write_set(root: &Path, n: usize) {
-    for (split, count) in [("train", n), ("val", 10 * CLASSES)] {
-        for i in 0..count {
-            let class = i % CLASSES;
-            let dir = root.join(split).join(format!("c{class:02}"));
-            if i < CLASSES {
-                std::fs::create_dir_all(&dir).unwrap();
-            }
-            let img = image::RgbImage::from_fn(SOURCE, SOURCE, |x, y| {
-                let v = (x * 3 + y * 5 + i as u32 * 7) as u8;
-                image::Rgb([v, v.wrapping_mul(3), (class * 25) as u8])
-            });
-            img.save(dir.join(format!("{i:06}.jpg"))).unwrap();
-        }
-    }
+    write_synthetic(root, n, 10 * CLASSES, CLASSES, SOURCE).unwrap();
 }
 
 fn config(root: &Path) -> RunConfig {

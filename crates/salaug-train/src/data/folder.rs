@@ -200,6 +200,33 @@ impl FolderSet {
     }
 }
 
+/// Writes a synthetic class-folder set under `root`: `train` and `val` JPEGs of `side × side`
+/// in `classes` folders `c00`, `c01`, … (image `i` in class `i % classes`), with content that
+/// varies per image. For the tests and benchmarks of the data path.
+pub fn write_synthetic(
+    root: &Path,
+    train: usize,
+    val: usize,
+    classes: usize,
+    side: u32,
+) -> Result<(), DataError> {
+    for (split, count) in [("train", train), ("val", val)] {
+        for i in 0..count {
+            let class = i % classes;
+            let dir = root.join(split).join(format!("c{class:02}"));
+            std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
+            let img = image::RgbImage::from_fn(side, side, |x, y| {
+                let v = (x * 3 + y * 5 + i as u32 * 7) as u8;
+                image::Rgb([v, v.wrapping_mul(3), (class * 25) as u8])
+            });
+            let path = dir.join(format!("{i:06}.jpg"));
+            img.save(&path)
+                .map_err(|e| DataError::corrupt(&path, format!("cannot write: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
 /// Shorter side to `size / 0.875`, centre crop `size × size`, as CHW bytes.
 fn resize_center_crop(img: &image::RgbImage, size: usize) -> Vec<u8> {
     let (w, h) = img.dimensions();

@@ -32,11 +32,11 @@ use serde::{Deserialize, Serialize};
 
 pub use cifar::{read_cifar, CifarKind};
 pub use download::{fetch, Remote};
-pub use folder::FolderSet;
+pub use folder::{write_synthetic, FolderSet};
 pub use idx::{read_fashion_mnist, read_idx_images, read_idx_labels, FASHION_MNIST_FILES};
 pub use mat::{read_svhn, MatArray, MatFile};
 pub use prepare::Prepare;
-pub use sets::{channel_stats, load_data, Data};
+pub use sets::{channel_stats, load_data, Data, STATS_FILES};
 
 /// A failure to read a dataset, naming the file and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
