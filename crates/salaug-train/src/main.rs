@@ -129,23 +129,8 @@ fn run(cli: Cli) -> Result<()> {
             out,
             resume,
         } => {
-            let (config, dir, resume) = match (config, resume) {
-                (_, Some(dir)) => {
-                    let path = dir.join("config.toml");
-                    if !path.exists() {
-                        bail!("{}: not a run directory (no config.toml)", dir.display());
-                    }
-                    (RunConfig::load(&path, &[])?, dir, true)
-                }
-                (Some(path), None) => {
-                    let config = RunConfig::load(&path, &set)?;
-                    let dir = out.unwrap_or_else(|| {
-                        Path::new("runs").join(path.file_stem().unwrap_or_default())
-                    });
-                    (config, dir, false)
-                }
-                (None, None) => bail!("pass --config or --resume"),
-            };
+            let (config, dir, resume) =
+                salaug_train::run::resolve(config.as_deref(), &set, out, resume)?;
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             init_logging(Some(&dir.join("train.log")))?;
             tracing::info!(

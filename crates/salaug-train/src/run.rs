@@ -15,7 +15,7 @@
 //! continues after the last epoch in `metrics.csv` whose checkpoint exists, with the same
 //! shuffles (seeded by run seed and epoch) and augmentations (seeded by run seed and batch).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -46,6 +46,33 @@ fn checkpoint_exists(dir: &Path, epoch: usize) -> bool {
             .join(format!("{n}-{epoch}.mpk"))
             .exists()
     })
+}
+
+/// What `salaug train` is asked: a fresh run of the config file `config` (with `--set`
+/// overrides) into `out` (default `runs/<config file stem>`), or resuming the run directory
+/// `resume` with its own config. Returns the config, the run directory and whether it resumes.
+pub fn resolve(
+    config: Option<&Path>,
+    set: &[String],
+    out: Option<PathBuf>,
+    resume: Option<PathBuf>,
+) -> Result<(RunConfig, PathBuf, bool)> {
+    match (config, resume) {
+        (_, Some(dir)) => {
+            let path = dir.join("config.toml");
+            if !path.exists() {
+                bail!("{}: not a run directory (no config.toml)", dir.display());
+            }
+            Ok((RunConfig::load(&path, &[])?, dir, true))
+        }
+        (Some(path), None) => {
+            let config = RunConfig::load(path, set)?;
+            let dir =
+                out.unwrap_or_else(|| Path::new("runs").join(path.file_stem().unwrap_or_default()));
+            Ok((config, dir, false))
+        }
+        (None, None) => bail!("pass --config or --resume"),
+    }
 }
 
 /// Trains `config` into `dir` on backend `B` (the Learner runs on `Autodiff<B>`).
