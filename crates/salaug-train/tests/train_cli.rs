@@ -242,3 +242,38 @@ fn corrupt_data_and_bad_config_give_clear_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a run directory"));
 }
+
+/// A class-folder (ImageNet-style) set trains end to end through the streamed data path, with
+/// SmoothGrad as the saliency method; a file that is not an image is an error before training
+/// that names it.
+#[test]
+fn a_class_folder_set_trains_end_to_end_and_a_bad_file_is_named() {
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("folders");
+    salaug_train::data::write_synthetic(&data, 64, 20, 4, 40).unwrap();
+    let sets = [
+        "data.dataset=\"image_folder\"".to_string(),
+        format!("data.dir=\"{}\"", data.display()),
+        "data.folder_size=32".into(),
+        "train.epochs=1".into(),
+        "loss.method={smooth_grad={of=\"gradient\", samples=2}}".into(),
+        "metrics.consistency_images=8".into(),
+    ];
+    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+    let run = tmp.path().join("run");
+    ok(&train(&run, &sets));
+    let metrics = read_metrics(&run).unwrap();
+    assert_eq!(metrics.len(), 1);
+    assert!(metrics[0].train_sal > 0.0 && metrics[0].test_acc.is_finite());
+
+    std::fs::write(data.join("train/c01/broken.jpg"), b"not a jpeg").unwrap();
+    let out = train(&tmp.path().join("run2"), &sets);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("broken.jpg") && !err.contains("panicked"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("run2/metrics.csv").exists());
+}
