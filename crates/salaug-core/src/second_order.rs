@@ -120,25 +120,10 @@ pub fn input_gradient<B: Backend, M: Lift<B>>(
     images: Tensor<B, 4>,
     explain: &Explain<'_, B>,
 ) -> Result<InputGradient<B>> {
-    let [batch, _, _, _] = images.dims();
-    let score = match &explain.target {
-        Target::Class(classes) => {
-            check_shape(
-                "targets (one class index per image)",
-                &[batch],
-                &classes.dims(),
-            )?;
-            let classes = Tensor::<Outer<B>, 1, Int>::from_inner(classes.clone());
-            Score::Class(classes)
-        }
-        Target::Weights(weights) => {
-            Score::Weights(Tensor::<Outer<B>, 2>::from_inner(weights.clone().detach()))
-        }
-    };
     let lifted = lift(model);
     let leaf = Tensor::<Outer<B>, 4>::from_inner(images).require_grad();
     let (logits, features) = lifted.logits_and_features(leaf.clone(), explain.taps)?;
-    let grads = score.of(logits.clone())?.backward();
+    let grads = target_score(&explain.target, logits.clone())?.backward();
     let gradient = leaf
         .grad(&grads)
         .expect("the images are an outer leaf that requires grad");
@@ -152,25 +137,31 @@ pub fn input_gradient<B: Backend, M: Lift<B>>(
     })
 }
 
-/// The target score at the outer level (its inputs constant at every level).
-enum Score<B: Backend> {
-    Class(Tensor<Outer<B>, 1, Int>),
-    Weights(Tensor<Outer<B>, 2>),
-}
-
-impl<B: Backend> Score<B> {
-    fn of(self, logits: Tensor<Outer<B>, 2>) -> Result<Tensor<Outer<B>, 1>> {
-        let [batch, _] = logits.dims();
-        match self {
-            Score::Class(classes) => Ok(logits.gather(1, classes.reshape([batch, 1])).sum()),
-            Score::Weights(weights) => {
-                check_shape(
-                    "score weights (one row of class weights per image)",
-                    &logits.dims(),
-                    &weights.dims(),
-                )?;
-                Ok((logits * weights).sum())
-            }
+/// The target score of `logits` at the outer level, its classes or weights constant at every
+/// level.
+fn target_score<B: Backend>(
+    target: &Target<B>,
+    logits: Tensor<Outer<B>, 2>,
+) -> Result<Tensor<Outer<B>, 1>> {
+    let [batch, _] = logits.dims();
+    match target {
+        Target::Class(classes) => {
+            check_shape(
+                "targets (one class index per image)",
+                &[batch],
+                &classes.dims(),
+            )?;
+            let classes = Tensor::<Outer<B>, 1, Int>::from_inner(classes.clone());
+            Ok(logits.gather(1, classes.reshape([batch, 1])).sum())
+        }
+        Target::Weights(weights) => {
+            check_shape(
+                "score weights (one row of class weights per image)",
+                &logits.dims(),
+                &weights.dims(),
+            )?;
+            let weights = Tensor::<Outer<B>, 2>::from_inner(weights.clone().detach());
+            Ok((logits * weights).sum())
         }
     }
 }

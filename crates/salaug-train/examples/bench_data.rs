@@ -15,13 +15,11 @@
 //! ```
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
-use burn::data::dataloader::DataLoaderBuilder;
 use rand::{rngs::StdRng, SeedableRng};
 use salaug_core::backend::Selected;
-use salaug_train::data::{load_data, write_synthetic, Batch, ImageBatcher, IndexDataset};
+use salaug_train::data::{load_data, loader, write_synthetic, Batch};
 use salaug_train::timing::time_steps;
 use salaug_train::RunConfig;
 
@@ -37,12 +35,13 @@ fn env<T: std::str::FromStr>(key: &str, default: T) -> T {
 fn epoch(config: &RunConfig, augment: bool) -> f64 {
     let data = load_data(config).expect("the generated set loads");
     let device = Default::default();
-    let loader = DataLoaderBuilder::new(ImageBatcher::new(Arc::clone(&data.train)))
-        .batch_size(config.train.batch_size)
-        .shuffle(1)
-        .num_workers(config.train.workers)
-        .set_device(device)
-        .build(IndexDataset::new(data.train.len()));
+    let loader = loader::<Selected>(
+        &data.train,
+        config.train.batch_size,
+        config.train.workers,
+        Some(1),
+        &device,
+    );
     let started = Instant::now();
     let mut images = 0;
     let mut rng = StdRng::seed_from_u64(0);

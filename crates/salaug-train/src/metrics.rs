@@ -41,7 +41,7 @@ pub fn consistency_transforms() -> Vec<Augmentation> {
 /// statistics here, as in the training step's saliency pass.
 pub fn consistency<B: Backend>(
     model: &Trainee<B>,
-    set: &Images,
+    set: &Arc<Images>,
     count: usize,
     device: &B::Device,
 ) -> Result<f64> {
@@ -54,6 +54,7 @@ pub fn consistency<B: Backend>(
     if n == 0 {
         return Ok(f64::NAN);
     }
+    let batcher = ImageBatcher::new(Arc::clone(set));
     let mut total = 0.0;
     let mut parts = 0usize;
     for t in consistency_transforms() {
@@ -63,9 +64,12 @@ pub fn consistency<B: Backend>(
             if idx.len() < 2 {
                 continue;
             }
-            let x = set.tensor::<B>(&idx, device)?;
-            let y: Vec<i64> = idx.iter().map(|&i| set.labels()[i] as i64).collect();
-            let y = Tensor::<B, 1, Int>::from_data(TensorData::new(y.clone(), [idx.len()]), device);
+            let m = idx.len();
+            let Batch {
+                images: x,
+                targets: y,
+                ..
+            } = batcher.try_make::<B>(idx, device)?;
             let aug = t.run(x.clone(), &mut rng)?;
             let both = Tensor::cat(vec![x, aug.images], 0);
             let explain = Explain::class(Tensor::cat(vec![y.clone(), y], 0));
@@ -78,8 +82,8 @@ pub fn consistency<B: Backend>(
                     |s, s_aug| aug.transfer.pair(s, s_aug, Compare::Inverse),
                 )?
                 .loss;
-            total += d.into_scalar().elem::<f64>() * idx.len() as f64;
-            parts += idx.len();
+            total += d.into_scalar().elem::<f64>() * m as f64;
+            parts += m;
         }
     }
     Ok(total / parts.max(1) as f64)

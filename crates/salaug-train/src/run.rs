@@ -16,12 +16,10 @@
 //! shuffles (seeded by run seed and epoch) and augmentations (seeded by run seed and batch).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use burn::backend::Autodiff;
-use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::module::Module;
 use burn::optim::Optimizer;
 use burn::prelude::*;
@@ -31,7 +29,7 @@ use burn::train::{Learner, SupervisedTraining};
 use salaug_spec::EpochMetrics;
 
 use crate::config::{self, RunConfig};
-use crate::data::{load_data, Batch, Data, ImageBatcher, IndexDataset};
+use crate::data::{load_data, loader, Batch, Data, ImageBatcher};
 use crate::metrics::{consistency, read_metrics};
 use crate::render::Progress;
 use crate::schedule::Scheduler;
@@ -168,24 +166,13 @@ where
         let plan = model.plan.clone();
         let scheduler = Scheduler::new(t.lr, t.schedule, per_epoch, t.epochs);
         let lr = scheduler.lr_at(epoch * per_epoch - 1);
-        let train_loader: Arc<dyn DataLoader<Autodiff<B>, Batch<Autodiff<B>>>> =
-            DataLoaderBuilder::new(ImageBatcher::new(data.train.clone()))
-                .batch_size(t.batch_size)
-                .shuffle(
-                    config
-                        .seed
-                        .wrapping_mul(1_000_003)
-                        .wrapping_add(epoch as u64),
-                )
-                .num_workers(t.workers)
-                .set_device(device.clone())
-                .build(IndexDataset::new(data.train.len()));
-        let test_loader: Arc<dyn DataLoader<B, Batch<B>>> =
-            DataLoaderBuilder::new(ImageBatcher::new(data.test.clone()))
-                .batch_size(t.batch_size.max(64))
-                .num_workers(t.workers)
-                .set_device(device.clone())
-                .build(IndexDataset::new(data.test.len()));
+        let shuffle = config
+            .seed
+            .wrapping_mul(1_000_003)
+            .wrapping_add(epoch as u64);
+        let train_loader =
+            loader::<Autodiff<B>>(&data.train, t.batch_size, t.workers, Some(shuffle), device);
+        let test_loader = loader::<B>(&data.test, t.batch_size.max(64), t.workers, None, device);
         let mut training = SupervisedTraining::new(dir, train_loader, test_loader)
             .num_epochs(epoch)
             .with_file_checkpointer(ModelRecorder::new())

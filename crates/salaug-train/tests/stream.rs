@@ -7,12 +7,10 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Instant;
 
-use burn::data::dataloader::DataLoaderBuilder;
 use salaug_core::backend::Selected;
-use salaug_train::data::{load_data, write_synthetic, Batch, ImageBatcher, IndexDataset};
+use salaug_train::data::{load_data, loader, write_synthetic, Batch};
 use salaug_train::timing::process;
 use salaug_train::RunConfig;
 
@@ -58,12 +56,7 @@ fn stream_child() {
     let started = Instant::now();
     let data = load_data(&config(Path::new(&root))).unwrap();
     let device = Default::default();
-    let loader = DataLoaderBuilder::new(ImageBatcher::new(Arc::clone(&data.train)))
-        .batch_size(BATCH)
-        .shuffle(1)
-        .num_workers(2)
-        .set_device(device)
-        .build(IndexDataset::new(data.train.len()));
+    let loader = loader::<Selected>(&data.train, BATCH, 2, Some(1), &device);
     let mut images = 0;
     for batch in loader.iter() {
         let batch: Batch<Selected> = batch;

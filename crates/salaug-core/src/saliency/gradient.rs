@@ -17,11 +17,6 @@ impl SaliencyMethod for Gradient {
         images: Tensor<B, 4>,
         explain: &Explain<'_, B>,
     ) -> Result<Attribution<B>> {
-        let out = input_gradient(model, images, explain)?;
-        Ok(Attribution {
-            maps: out.gradient,
-            logits: out.logits,
-            features: out.features,
-        })
+        Ok(input_gradient(model, images, explain)?.into())
     }
 }

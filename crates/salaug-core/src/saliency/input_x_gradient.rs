@@ -17,11 +17,8 @@ impl SaliencyMethod for InputXGradient {
         images: Tensor<B, 4>,
         explain: &Explain<'_, B>,
     ) -> Result<Attribution<B>> {
-        let out = input_gradient(model, images.clone(), explain)?;
-        Ok(Attribution {
-            maps: out.gradient * images,
-            logits: out.logits,
-            features: out.features,
-        })
+        let mut out: Attribution<B> = input_gradient(model, images.clone(), explain)?.into();
+        out.maps = out.maps * images;
+        Ok(out)
     }
 }

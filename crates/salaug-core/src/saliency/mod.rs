@@ -91,6 +91,17 @@ pub struct Attribution<B: Backend> {
     pub features: Vec<Tensor<B, 4>>,
 }
 
+impl<B: Backend> From<crate::second_order::InputGradient<B>> for Attribution<B> {
+    /// The input gradient as the raw maps, with the logits and features of its forward pass.
+    fn from(out: crate::second_order::InputGradient<B>) -> Self {
+        Attribution {
+            maps: out.gradient,
+            logits: out.logits,
+            features: out.features,
+        }
+    }
+}
+
 /// A saliency (attribution) method.
 pub trait SaliencyMethod {
     /// Raw maps of `images` for the score `explain.target`, plus the logits and the features

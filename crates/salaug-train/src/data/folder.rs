@@ -77,8 +77,6 @@ pub struct FolderSet {
     pub labels: Vec<usize>,
     /// Side of the centre crop.
     pub size: usize,
-    /// Number of classes.
-    pub classes: usize,
     /// Shape changes applied after the crop.
     pub prepare: Prepare,
 }
@@ -98,7 +96,6 @@ impl FolderSet {
             names: Names::default(),
             labels: Vec::new(),
             size,
-            classes: classes.len(),
             prepare: Prepare::default(),
         };
         for (label, class) in classes.iter().enumerate() {
@@ -150,6 +147,11 @@ impl FolderSet {
         self.labels.len()
     }
 
+    /// Number of classes (the class folders of `<root>/train`).
+    pub fn classes(&self) -> usize {
+        self.class_names.len()
+    }
+
     /// Whether there are no images.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
@@ -179,7 +181,6 @@ impl FolderSet {
             names,
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             size: self.size,
-            classes: self.classes,
             prepare: self.prepare,
         }
     }
@@ -194,7 +195,7 @@ impl FolderSet {
             pixels: resize_center_crop(&img, self.size),
             labels: vec![self.labels[i]],
             shape: [3, self.size, self.size],
-            classes: self.classes,
+            classes: self.classes(),
         };
         Ok(self.prepare.apply(one).pixels)
     }
@@ -279,7 +280,7 @@ mod tests {
         );
         assert_eq!(train.decode(3).unwrap().len(), 3 * 16 * 16);
         let val = FolderSet::scan(dir.path(), Split::Test, 16).unwrap();
-        assert_eq!((val.labels.clone(), val.classes), (vec![1, 1], 2));
+        assert_eq!((val.labels.clone(), val.classes()), (vec![1, 1], 2));
 
         std::fs::write(dir.path().join("val/n02/c.jpg"), b"not a jpeg").unwrap();
         let val = FolderSet::scan(dir.path(), Split::Test, 16).unwrap();

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -233,7 +234,7 @@ impl Images {
     pub fn classes(&self) -> usize {
         match self {
             Images::Memory(set) => set.classes,
-            Images::Files(set) => set.classes,
+            Images::Files(set) => set.classes(),
         }
     }
 
@@ -431,6 +432,25 @@ impl ImageBatcher {
             indices,
         })
     }
+}
+
+/// burn's data loader over `set`: batches of `batch` images, assembled (and, for class folders,
+/// decoded) in `workers` threads, in the order of a shuffle seeded by `shuffle`, or in order.
+pub fn loader<B: Backend>(
+    set: &Arc<Images>,
+    batch: usize,
+    workers: usize,
+    shuffle: Option<u64>,
+    device: &B::Device,
+) -> Arc<dyn DataLoader<B, Batch<B>>> {
+    let mut builder = DataLoaderBuilder::new(ImageBatcher::new(Arc::clone(set)))
+        .batch_size(batch)
+        .num_workers(workers)
+        .set_device(device.clone());
+    if let Some(seed) = shuffle {
+        builder = builder.shuffle(seed);
+    }
+    builder.build(IndexDataset::new(set.len()))
 }
 
 impl<B: Backend> Batcher<B, Item, Batch<B>> for ImageBatcher {
