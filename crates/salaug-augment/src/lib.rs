@@ -121,6 +121,11 @@ macro_rules! augmentations {
             /// vertical flip, rescale, CLAHE, rotation), each with its default probability.
             #[serde(rename = "combined")]
             Combined,
+            /// The paper's table 3 "affine transformation with the parameters described in
+            /// Table 1": the geometric transforms of [`Augmentation::Combined`] (horizontal
+            /// flip, vertical flip, rescale, rotation), each with its default probability.
+            #[serde(rename = "affine")]
+            Affine,
             /// SimCLR: resized crop, horizontal flip, colour jitter of strength `strength`
             /// (p = 0.8), grayscale (p = 0.2).
             #[serde(rename = "simclr")]
@@ -170,6 +175,7 @@ macro_rules! augmentations {
                     Augmentation::None => "none",
                     $(Augmentation::$unit(_) => $name,)*
                     Augmentation::Combined => "combined",
+                    Augmentation::Affine => "affine",
                     Augmentation::Simclr { .. } => "simclr",
                     Augmentation::Sequence { .. } => "sequence",
                 }
@@ -182,6 +188,7 @@ macro_rules! augmentations {
                     $(Augmentation::$unit(unit) => Some(call.unit(unit)),)*
                     Augmentation::None
                     | Augmentation::Combined
+                    | Augmentation::Affine
                     | Augmentation::Simclr { .. }
                     | Augmentation::Sequence { .. } => None,
                 }
@@ -344,6 +351,12 @@ impl Augmentation {
                     p: 0.5,
                     ..Default::default()
                 }),
+                Augmentation::Rotation(Default::default()),
+            ]),
+            Augmentation::Affine => Some(vec![
+                Augmentation::HorizontalFlip(Default::default()),
+                Augmentation::VerticalFlip(Default::default()),
+                Augmentation::Rescale(Default::default()),
                 Augmentation::Rotation(Default::default()),
             ]),
             Augmentation::Simclr { strength } => Some(vec![

@@ -63,6 +63,7 @@ fn geometric() -> Vec<Augmentation> {
         Augmentation::Translation(Translation::default()),
         Augmentation::ResizedCrop(ResizedCrop::default()),
         Augmentation::Combined,
+        Augmentation::Affine,
         Augmentation::Simclr { strength: 0.5 },
     ]
 }
@@ -442,6 +443,17 @@ fn configs_parse_and_bad_values_are_errors() {
         parse("[augmentation]\nkind = \"combined\"").unwrap(),
         Augmentation::Combined
     );
+    assert_eq!(
+        parse("[augmentation]\nkind = \"affine\"").unwrap(),
+        Augmentation::Affine
+    );
+    // Table 3's affine transformation is table 1's geometric transforms with their settings.
+    let combined = Augmentation::Combined.steps().unwrap();
+    let geometric: Vec<_> = combined
+        .into_iter()
+        .filter(|a| !matches!(a, Augmentation::Clahe(_)))
+        .collect();
+    assert_eq!(Augmentation::Affine.steps().unwrap(), geometric);
     assert_eq!(
         parse("[augmentation]\nkind = \"simclr\"").unwrap(),
         Augmentation::Simclr { strength: 0.5 }

@@ -33,6 +33,7 @@ pub mod distance;
 pub mod error;
 pub mod gradcheck;
 pub mod loss;
+pub mod metrics;
 pub mod normalize;
 pub mod reduce;
 pub mod saliency;

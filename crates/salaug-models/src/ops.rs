@@ -8,6 +8,8 @@
 //! order (tests at the bottom of this file). `tests/forbidden_ops.rs` fails if a model file
 //! names one of the unsafe ops.
 
+use std::cell::Cell;
+
 use burn::module::{Param, RunningState};
 use burn::prelude::*;
 use burn::tensor::ops::PadMode;
@@ -312,7 +314,7 @@ impl<B: Backend> BatchNorm<B> {
         let device = x.device();
         let x = x.reshape([n, c, h * w]);
         let per_channel = |t: Tensor<B, 1>| t.reshape([1, c, 1]);
-        let y = if B::ad_enabled(&device) {
+        let y = if B::ad_enabled(&device) && !RUNNING_STATS.with(Cell::get) {
             let mean = x.clone().mean_dim(2).mean_dim(0); // [1, c, 1]
             let centered = x - mean.clone();
             let var = centered.clone().square().mean_dim(2).mean_dim(0);
@@ -329,14 +331,42 @@ impl<B: Backend> BatchNorm<B> {
             let scale = per_channel(self.gamma.val()) / var.add_scalar(self.epsilon).sqrt();
             centered * scale + per_channel(self.beta.val())
         } else {
-            let var = self.running_var.value().to_device(&device);
-            let mean = self.running_mean.value().to_device(&device);
+            // On an autodiff backend (`with_running_stats`) the statistics may have been
+            // updated by this module's own training forwards: read the synced values.
+            let (var, mean) = if B::ad_enabled(&device) {
+                (
+                    self.running_var.value_sync(),
+                    self.running_mean.value_sync(),
+                )
+            } else {
+                (self.running_var.value(), self.running_mean.value())
+            };
+            let (var, mean) = (var.to_device(&device), mean.to_device(&device));
             let scale = self.gamma.val() / var.add_scalar(self.epsilon).sqrt();
             let shift = self.beta.val() - mean * scale.clone();
             x * per_channel(scale) + per_channel(shift)
         };
         y.reshape([n, c, h, w])
     }
+}
+
+thread_local! {
+    static RUNNING_STATS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every [`BatchNorm`] in evaluation mode (running statistics, not updated) even
+/// on an autodiff backend, on this thread: for input gradients of a trained model as it
+/// predicts (e.g. saliency maps for evaluation, which run one autodiff level up). Nests; the
+/// previous mode is restored when `f` returns or panics.
+pub fn with_running_stats<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            RUNNING_STATS.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(RUNNING_STATS.with(|c| c.replace(true)));
+    f()
 }
 
 /// `channels × width`, rounded, at least 1: the width multiplier of every model.
@@ -456,6 +486,35 @@ mod tests {
         let (ours, theirs) = (ours.valid(), theirs.valid());
         let x = seeded::<TB, 4>([2, 3, 4, 4], 20);
         assert_close(ours.forward(x.clone()), theirs.forward(x));
+    }
+
+    /// `with_running_stats`: on an autodiff backend BatchNorm then computes what evaluation
+    /// mode computes, leaves its running statistics alone, and is differentiable in the input.
+    #[test]
+    fn running_stats_mode_on_autodiff_is_evaluation_mode() {
+        type AD = burn::backend::Autodiff<TB>;
+        let device = Default::default();
+        let bn = batch_norm::<AD>(3, &device);
+        let _ = bn.forward(seeded::<AD, 4>([4, 3, 5, 6], 30).add_scalar(0.7)); // move the stats
+        let before = bn.running_mean.value_sync().inner();
+        let x = seeded::<AD, 4>([2, 3, 4, 4], 31).require_grad();
+        let y = with_running_stats(|| bn.forward(x.clone()));
+        assert_close(y.clone().inner(), bn.valid().forward(x.clone().inner()));
+        assert_close(bn.running_mean.value_sync().inner(), before);
+        let g = x.grad(&y.sum().backward()).expect("input gradient");
+        let scale = bn.gamma.val().inner()
+            / bn.running_var
+                .value_sync()
+                .inner()
+                .add_scalar(bn.epsilon)
+                .sqrt();
+        assert_close(
+            g.sum_dim(3).sum_dim(2).sum_dim(0).reshape([3]),
+            scale.mul_scalar(32.0),
+        );
+        // The mode is restored: training mode again outside.
+        let z = bn.forward(seeded::<AD, 4>([4, 3, 5, 6], 32));
+        assert!(z.inner().mean().into_scalar().abs() < 1e-9);
     }
 
     /// A probe network `conv → layer → tanh → score` whose saliency loss is gradchecked.

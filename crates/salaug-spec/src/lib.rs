@@ -6,9 +6,11 @@
 
 pub mod data;
 pub mod metrics;
+pub mod paper;
 pub mod table;
 pub mod timing;
 
-pub use metrics::{EpochMetrics, MetricsError};
+pub use metrics::{EpochMetrics, HeldOut, MetricsError};
+pub use paper::PaperFigures;
 pub use table::{Cell, Mode, SpecError, TableSpec};
 pub use timing::StepTiming;

@@ -30,12 +30,57 @@ pub struct EpochMetrics {
     pub test_loss: f64,
     /// Test accuracy (evaluation mode, running statistics).
     pub test_acc: f64,
-    /// Saliency-consistency distance on held-out images (lower is more consistent).
+    /// The training objective measured on held-out images: the `L_sal`-style distance (MSE of
+    /// min-max-normalised gradient maps) between `S(x)` and `T⁻¹(S(T(x)))` over the fixed
+    /// panel of transforms (lower is more consistent). `sal` optimises this very quantity.
     pub consistency: f64,
+    /// The held-out measures that are not the training objective (NaN in files written
+    /// before they existed).
+    pub held_out: HeldOut,
     /// Learning rate of the epoch's last step.
     pub lr: f64,
     /// Wall time of the epoch (training, test and consistency).
     pub seconds: f64,
+}
+
+/// Measures of the final model on held-out images (evaluation mode) that do not repeat the
+/// training objective. Computed by `salaug_train::metrics::held_out`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldOut {
+    /// Accuracy on the held-out images transformed by the run's own augmentation (evaluation
+    /// mode; mixed images count for their largest label weight).
+    pub aug_acc: f64,
+    /// Mean accuracy on the held-out images under the fixed panel of geometric transforms.
+    pub panel_acc: f64,
+    /// Mean Spearman rank correlation of the |gradient| maps of `x` and `T⁻¹(S(T(x)))` over
+    /// valid pixels, over the panel (1: same pixel order).
+    pub map_spearman: f64,
+    /// Mean IoU of the top 10 % pixels of the same two maps.
+    pub map_iou: f64,
+    /// Deletion area of the |gradient| map's pixel order (lower is more faithful).
+    pub deletion_auc: f64,
+    /// Insertion area of the map's order (higher is more faithful).
+    pub insertion_auc: f64,
+    /// Deletion area of a random pixel order (the baseline of `deletion_auc`).
+    pub deletion_auc_random: f64,
+    /// Insertion area of a random pixel order.
+    pub insertion_auc_random: f64,
+}
+
+impl Default for HeldOut {
+    /// Not measured: every field NaN.
+    fn default() -> Self {
+        HeldOut {
+            aug_acc: f64::NAN,
+            panel_acc: f64::NAN,
+            map_spearman: f64::NAN,
+            map_iou: f64::NAN,
+            deletion_auc: f64::NAN,
+            insertion_auc: f64::NAN,
+            deletion_auc_random: f64::NAN,
+            insertion_auc_random: f64::NAN,
+        }
+    }
 }
 
 /// How a column's value is written.
@@ -46,9 +91,13 @@ enum Format {
     Exponent(usize),
 }
 
-/// The columns, in file order: name, format, and the field.
+/// The columns, in file order: name, format, and the field. The first [`REQUIRED`] are in
+/// every file; the held-out metrics after them were added later and read as NaN from files
+/// without them.
 type Column = (&'static str, Format, fn(&EpochMetrics) -> f64);
-const COLUMNS: [Column; 11] = [
+const REQUIRED: usize = 11;
+const N: usize = 19;
+const COLUMNS: [Column; N] = [
     ("epoch", Format::Integer, |m| m.epoch as f64),
     ("train_loss", Format::Fixed(6), |m| m.train_loss),
     ("train_class", Format::Fixed(6), |m| m.train_class),
@@ -60,6 +109,24 @@ const COLUMNS: [Column; 11] = [
     ("consistency", Format::Fixed(6), |m| m.consistency),
     ("lr", Format::Exponent(6), |m| m.lr),
     ("seconds", Format::Fixed(2), |m| m.seconds),
+    ("aug_acc", Format::Fixed(6), |m| m.held_out.aug_acc),
+    ("panel_acc", Format::Fixed(6), |m| m.held_out.panel_acc),
+    ("map_spearman", Format::Fixed(6), |m| {
+        m.held_out.map_spearman
+    }),
+    ("map_iou", Format::Fixed(6), |m| m.held_out.map_iou),
+    ("deletion_auc", Format::Fixed(6), |m| {
+        m.held_out.deletion_auc
+    }),
+    ("insertion_auc", Format::Fixed(6), |m| {
+        m.held_out.insertion_auc
+    }),
+    ("deletion_auc_random", Format::Fixed(6), |m| {
+        m.held_out.deletion_auc_random
+    }),
+    ("insertion_auc_random", Format::Fixed(6), |m| {
+        m.held_out.insertion_auc_random
+    }),
 ];
 
 /// A `metrics.csv` that cannot be read or written.
@@ -113,8 +180,8 @@ impl EpochMetrics {
             .join(",")
     }
 
-    fn from_values(v: [f64; 11]) -> EpochMetrics {
-        let [epoch, train_loss, train_class, train_sal, train_inv, train_acc, test_loss, test_acc, consistency, lr, seconds] =
+    fn from_values(v: [f64; N]) -> EpochMetrics {
+        let [epoch, train_loss, train_class, train_sal, train_inv, train_acc, test_loss, test_acc, consistency, lr, seconds, aug_acc, panel_acc, map_spearman, map_iou, deletion_auc, insertion_auc, deletion_auc_random, insertion_auc_random] =
             v;
         EpochMetrics {
             epoch: epoch as usize,
@@ -128,6 +195,16 @@ impl EpochMetrics {
             consistency,
             lr,
             seconds,
+            held_out: HeldOut {
+                aug_acc,
+                panel_acc,
+                map_spearman,
+                map_iou,
+                deletion_auc,
+                insertion_auc,
+                deletion_auc_random,
+                insertion_auc_random,
+            },
         }
     }
 
@@ -147,15 +224,15 @@ impl EpochMetrics {
             .next()
             .map(|(_, h)| h.split(',').map(str::trim).collect())
             .unwrap_or_default();
-        let mut at = [0usize; 11];
-        for (slot, (name, _, _)) in at.iter_mut().zip(COLUMNS) {
-            *slot = header
-                .iter()
-                .position(|h| *h == name)
-                .ok_or_else(|| MetricsError::Column {
+        let mut at = [None; N];
+        for (i, (slot, (name, _, _))) in at.iter_mut().zip(COLUMNS).enumerate() {
+            *slot = header.iter().position(|h| *h == name);
+            if slot.is_none() && i < REQUIRED {
+                return Err(MetricsError::Column {
                     path: path.to_path_buf(),
                     column: name,
-                })?;
+                });
+            }
         }
         let mut rows = Vec::new();
         for (i, line) in lines {
@@ -171,9 +248,11 @@ impl EpochMetrics {
             if fields.len() != header.len() {
                 return Err(bad());
             }
-            let mut v = [0.0; 11];
-            for (value, &col) in v.iter_mut().zip(&at) {
-                *value = fields[col].parse().map_err(|_| bad())?;
+            let mut v = [f64::NAN; N];
+            for (value, col) in v.iter_mut().zip(&at) {
+                if let Some(col) = *col {
+                    *value = fields[col].parse().map_err(|_| bad())?;
+                }
             }
             rows.push(EpochMetrics::from_values(v));
         }
@@ -220,6 +299,16 @@ mod tests {
             consistency: 0.011634,
             lr: 3.011359e-5,
             seconds: 155.129,
+            held_out: HeldOut {
+                aug_acc: 0.7,
+                panel_acc: 0.6,
+                map_spearman: 0.5,
+                map_iou: 0.4,
+                deletion_auc: 0.3,
+                insertion_auc: 0.6,
+                deletion_auc_random: 0.45,
+                insertion_auc_random: 0.5,
+            },
         }
     }
 
@@ -227,12 +316,13 @@ mod tests {
     fn rows_are_written_as_before_and_read_back() {
         assert_eq!(
             EpochMetrics::header(),
-            "epoch,train_loss,train_class,train_sal,train_inv,train_acc,test_loss,test_acc,consistency,lr,seconds"
+            "epoch,train_loss,train_class,train_sal,train_inv,train_acc,test_loss,test_acc,consistency,lr,seconds,aug_acc,panel_acc,map_spearman,map_iou,deletion_auc,insertion_auc,deletion_auc_random,insertion_auc_random"
         );
-        // The format of the files written before this module existed.
+        // The format of the files written before this module existed, then the held-out
+        // metrics.
         assert_eq!(
             row(1).csv_row(),
-            "1,1.515113,1.365919,0.014919,0.000000,0.500977,0.756195,0.750000,0.011634,3.011359e-5,155.13"
+            "1,1.515113,1.365919,0.014919,0.000000,0.500977,0.756195,0.750000,0.011634,3.011359e-5,155.13,0.700000,0.600000,0.500000,0.400000,0.300000,0.600000,0.450000,0.500000"
         );
         let dir = std::env::temp_dir().join(format!("salaug-spec-metrics-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -264,10 +354,19 @@ mod tests {
         .unwrap();
         let rows = EpochMetrics::read(&path).unwrap();
         assert_eq!(
-            rows[0].epoch, 10,
-            "epoch is the last of 11 reversed columns"
+            rows[0].epoch, 18,
+            "epoch is the last of 19 reversed columns"
         );
-        assert_eq!(rows[0].seconds, 0.0);
+        assert_eq!(rows[0].seconds, 8.0);
+        assert_eq!(rows[0].held_out.insertion_auc_random, 0.0);
+        // A file written before the held-out metrics existed: those read as NaN.
+        let old = "epoch,train_loss,train_class,train_sal,train_inv,train_acc,test_loss,test_acc,consistency,lr,seconds";
+        std::fs::write(&path, format!("{old}\n1,1,1,0,0,0.5,1,0.6,0.01,0.1,3.5\n")).unwrap();
+        let rows = EpochMetrics::read(&path).unwrap();
+        assert_eq!((rows[0].test_acc, rows[0].seconds), (0.6, 3.5));
+        assert!(
+            rows[0].held_out.aug_acc.is_nan() && rows[0].held_out.insertion_auc_random.is_nan()
+        );
         std::fs::write(&path, "epoch,test_acc\n1,0.5\n").unwrap();
         let e = EpochMetrics::read(&path).unwrap_err().to_string();
         assert!(e.contains("no column \"train_loss\""), "{e}");

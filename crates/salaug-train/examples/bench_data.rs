@@ -96,8 +96,8 @@ fn main() {
     .expect("a valid bench config");
     let decoded = epoch(&config, false);
     let augmented = epoch(&config, true);
-    let timing =
-        time_steps::<Selected>(config.clone(), 1, 3, &Default::default()).expect("the step runs");
+    let timing = time_steps::<Selected>(config.clone(), 1, 3, false, &Default::default())
+        .expect("the step runs");
     let step = timing.batch as f64 / (timing.median_ms / 1e3);
     println!("| {images} JPEGs at {size}×{size}, {workers} workers, batch {batch} | images/s |");
     println!("|---|---|");

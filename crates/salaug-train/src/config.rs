@@ -401,6 +401,20 @@ pub struct MetricsConfig {
     /// Held-out images for the saliency-consistency metric (the first ones of the test set).
     #[serde(default = "consistency_images")]
     pub consistency_images: usize,
+    /// Held-out images (the first ones of the test set) for the held-out measures
+    /// (`salaug_train::metrics::held_out`: accuracy under the augmentation and the panel, map
+    /// agreement, deletion/insertion); absent: the whole test set; 0: not measured.
+    #[serde(default)]
+    pub held_out_images: Option<usize>,
+    /// Measure the held-out measures after every this many epochs and after the last (the
+    /// other rows of `metrics.csv` hold NaN there): they cost about as much as a training
+    /// epoch of the test set's size.
+    #[serde(default = "one_epoch")]
+    pub held_out_every: usize,
+}
+
+fn one_epoch() -> usize {
+    1
 }
 
 fn consistency_images() -> usize {
@@ -411,6 +425,8 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             consistency_images: consistency_images(),
+            held_out_images: None,
+            held_out_every: 1,
         }
     }
 }
@@ -465,6 +481,9 @@ impl RunConfig {
         }
         if t.workers == 0 {
             bail!("train.workers = 0: must be at least 1");
+        }
+        if self.metrics.held_out_every == 0 {
+            bail!("metrics.held_out_every = 0: must be at least 1");
         }
         match t.optimizer {
             Optimizer::Sgd {

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use salaug_core::backend::Selected;
-use salaug_train::metrics::{consistency, evaluate, read_metrics};
+use salaug_train::metrics::{consistency, evaluate, held_out, read_metrics};
 use salaug_train::run::{load_run, train};
 use salaug_train::{saliency_png, RunConfig};
 use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
@@ -48,17 +48,20 @@ enum Command {
         #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "set", "out"])]
         resume: Option<PathBuf>,
     },
-    /// Test accuracy and saliency consistency of a finished run's final model.
+    /// The held-out measures of a finished run's final model (on its `metrics.held_out_images`).
     Eval {
         /// The run directory.
         #[arg(long)]
         run: PathBuf,
     },
-    /// Saliency maps of images as PNGs: the image, its map and an overlay.
+    /// Saliency maps of images as PNGs: per image the image, its map and an overlay, and one
+    /// grid with every run side by side (e.g. `--run ref_dir --run sal_dir`), including the
+    /// warped-back map of a transformed image.
     Saliency {
-        /// The run directory.
-        #[arg(long)]
-        run: PathBuf,
+        /// Run directories (finished runs on the same dataset); the first gives the per-image
+        /// files.
+        #[arg(long, num_args = 1.., required = true)]
+        run: Vec<PathBuf>,
         /// Image files (PNG/JPEG); resized to the model's input.
         #[arg(long, num_args = 1..)]
         images: Vec<PathBuf>,
@@ -66,6 +69,20 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         test: usize,
         /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// The panel transform of the grid's warped-back column (horizontal_flip,
+        /// vertical_flip, rotation, rescale).
+        #[arg(long, default_value = "rotation")]
+        transform: String,
+    },
+    /// Training curves of runs (loss terms, accuracies, map agreement, deletion/insertion,
+    /// the held-out L_sal distance per epoch) as one SVG.
+    Plot {
+        /// Run directories (up to 6).
+        #[arg(long, num_args = 1.., required = true)]
+        run: Vec<PathBuf>,
+        /// The SVG file to write.
         #[arg(long)]
         out: PathBuf,
     },
@@ -84,6 +101,10 @@ enum Command {
         /// Timed steps.
         #[arg(long, default_value_t = 100)]
         iters: usize,
+        /// Compute T(x) before each step's timer starts (the paper's table 4: image
+        /// transformation excluded; the maps' inverse warp is still timed).
+        #[arg(long)]
+        exclude_transform: bool,
     },
 }
 
@@ -163,13 +184,28 @@ fn run(cli: Cli) -> Result<()> {
                 config.metrics.consistency_images,
                 &device,
             )?;
+            let h = held_out(
+                &model,
+                &data.test,
+                &config.augment,
+                config.metrics.held_out_images,
+                &device,
+            )?;
             let epochs = read_metrics(&run)?.len();
             println!(
-                "{}: {} epochs; test accuracy {:.2}% on {} images; saliency consistency {:.5}",
+                "{}: {} epochs; on {} test images: test accuracy {:.2}%, under the run's augmentation {:.2}%, under the panel {:.2}%; maps x vs T^-1(S(T(x))): Spearman {:.3}, top-10% IoU {:.3}; deletion AUC {:.3} (random order {:.3}), insertion AUC {:.3} (random order {:.3}); held-out L_sal distance {:.5}",
                 run.display(),
                 epochs,
-                100.0 * acc,
                 data.test.len(),
+                100.0 * acc,
+                100.0 * h.aug_acc,
+                100.0 * h.panel_acc,
+                h.map_spearman,
+                h.map_iou,
+                h.deletion_auc,
+                h.deletion_auc_random,
+                h.insertion_auc,
+                h.insertion_auc_random,
                 cons
             );
         }
@@ -178,24 +214,55 @@ fn run(cli: Cli) -> Result<()> {
             images,
             test,
             out,
+            transform,
         } => {
             init_logging(None)?;
             if images.is_empty() && test == 0 {
                 bail!("pass --images FILE... or --test N");
             }
-            let (_, data, model) = load_run::<Selected>(&run, &device)?;
-            let written = saliency_png::write_maps(&model, &data, &images, test, &out, &device)?;
+            let mut runs = Vec::new();
+            let mut data = None;
+            for dir in &run {
+                let (_, d, model) = load_run::<Selected>(dir, &device)?;
+                if let Some(first) = &data {
+                    let first: &salaug_train::data::Data = first;
+                    if first.test.shape() != d.test.shape() {
+                        bail!(
+                            "{}: images of {:?}, but the first run's are {:?}",
+                            dir.display(),
+                            d.test.shape(),
+                            first.test.shape()
+                        );
+                    }
+                }
+                runs.push((salaug_train::plot::run_label(dir), model));
+                data.get_or_insert(d);
+            }
+            let data = data.expect("at least one run");
+            let written =
+                saliency_png::write_maps(&runs, &data, &images, test, &transform, &out, &device)?;
             println!("wrote {} files to {}", written, out.display());
+        }
+        Command::Plot { run, out } => {
+            let n = salaug_train::plot::plot_runs(&run, &out)?;
+            println!("wrote the curves of {n} run(s) to {}", out.display());
         }
         Command::Time {
             config,
             set,
             warmup,
             iters,
+            exclude_transform,
         } => {
             init_logging(None)?;
             let config = RunConfig::load(&config, &set)?;
-            let t = salaug_train::timing::time_steps::<Selected>(config, warmup, iters, &device)?;
+            let t = salaug_train::timing::time_steps::<Selected>(
+                config,
+                warmup,
+                iters,
+                exclude_transform,
+                &device,
+            )?;
             println!("{}", t.to_json_line());
         }
     }

@@ -1,15 +1,31 @@
-//! Per-epoch measurements of a model: accuracy and the saliency-consistency distance, and the
-//! run directory's `metrics.csv` (its columns are defined once, in `salaug_spec::metrics`).
+//! Per-epoch measurements of a model on held-out images, and the run directory's
+//! `metrics.csv` (its columns are defined once, in `salaug_spec::metrics`):
+//! - accuracy, clean ([`evaluate`]), under the run's augmentation and under a fixed [`panel`]
+//!   of geometric transforms;
+//! - map agreement that is not the training objective: Spearman rank correlation and top-10 %
+//!   IoU of the |gradient| maps of `x` and `T⁻¹(S(T(x)))` over valid pixels, for the panel;
+//! - faithfulness of the |gradient| maps: deletion and insertion areas against a random order;
+//! - the training objective itself measured on held-out images ([`consistency`]), named for
+//!   what it is: `sal` minimises it, so it shows that the loss generalises, not that the
+//!   method helps.
+//!
+//! All but [`consistency`] run the model in evaluation mode (BatchNorm with running
+//! statistics), the maps included ([`salaug_models::ops::with_running_stats`]).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Result;
 use burn::prelude::*;
+use rand::seq::SliceRandom;
 use rand::{rngs::StdRng, SeedableRng};
-use salaug_augment::{Augmentation, Compare, HorizontalFlip, Rescale, Rotation};
-use salaug_core::{ChannelReduction, Explain, SaliencyKind, SaliencyLossConfig};
-pub use salaug_spec::EpochMetrics;
+use salaug_augment::{Augmentation, Compare, HorizontalFlip, Rescale, Rotation, VerticalFlip};
+use salaug_core::metrics::{deletion_insertion, salient_order, spearman, top_fraction_iou};
+use salaug_core::{
+    ChannelReduction, Classifier, Explain, SaliencyKind, SaliencyLossConfig, SaliencyMethod,
+};
+use salaug_models::ops::with_running_stats;
+pub use salaug_spec::{EpochMetrics, HeldOut};
 
 use crate::data::{Batch, ImageBatcher, Images};
 use crate::trainee::Trainee;
@@ -19,11 +35,13 @@ pub fn read_metrics(dir: &Path) -> Result<Vec<EpochMetrics>> {
     Ok(EpochMetrics::read(&salaug_spec::metrics::in_run(dir))?)
 }
 
-/// The fixed transforms of the saliency-consistency metric: a horizontal flip, a rotation
-/// by up to 10° and a rescale by up to 10%, each always applied, drawn from seed 0.
-pub fn consistency_transforms() -> Vec<Augmentation> {
+/// The fixed panel of geometric transforms of the held-out metrics: a horizontal flip, a
+/// vertical flip, a rotation by up to 10° and a magnification by up to 10 % (the paper's
+/// table 1 ranges), each always applied, with parameters drawn from fixed seeds.
+pub fn panel() -> Vec<Augmentation> {
     vec![
         Augmentation::HorizontalFlip(HorizontalFlip { p: 1.0 }),
+        Augmentation::VerticalFlip(VerticalFlip { p: 1.0 }),
         Augmentation::Rotation(Rotation {
             p: 1.0,
             ..Default::default()
@@ -35,7 +53,7 @@ pub fn consistency_transforms() -> Vec<Augmentation> {
     ]
 }
 
-/// Saliency consistency on `images`: the mean over [`consistency_transforms`] of the MSE
+/// Saliency consistency on `images`: the mean over the [`panel`] of the MSE
 /// between min-max-normalised `S(x)` and `T⁻¹(S(T(x)))` (gradient maps, max over channels,
 /// valid pixels only), in chunks of 64 images. Lower is more consistent. BatchNorm uses batch
 /// statistics here, as in the training step's saliency pass.
@@ -57,7 +75,7 @@ pub fn consistency<B: Backend>(
     let batcher = ImageBatcher::new(Arc::clone(set));
     let mut total = 0.0;
     let mut parts = 0usize;
-    for t in consistency_transforms() {
+    for t in panel() {
         let mut rng = StdRng::seed_from_u64(0);
         for start in (0..n).step_by(64) {
             let idx: Vec<usize> = (start..(start + 64).min(n)).collect();
@@ -106,4 +124,168 @@ pub fn evaluate<B: Backend>(
         correct += crate::trainee::accuracy(model, b.images, b.targets);
     }
     Ok(correct as f64 / set.len().max(1) as f64)
+}
+
+/// Held-out images per chunk of the held-out metrics.
+const CHUNK: usize = 64;
+/// Steps of the deletion and insertion curves.
+pub const FAITHFULNESS_STEPS: usize = 10;
+/// The fraction of most salient pixels compared by the IoU.
+pub const TOP_FRACTION: f64 = 0.1;
+
+/// Sums of per-image values and their counts (NaNs, e.g. the rank correlation of a constant
+/// map, are left out).
+#[derive(Default)]
+struct Mean(f64, usize);
+
+impl Mean {
+    fn add(&mut self, v: f64) {
+        if v.is_finite() {
+            self.0 += v;
+            self.1 += 1;
+        }
+    }
+    fn get(&self) -> f64 {
+        if self.1 == 0 {
+            f64::NAN
+        } else {
+            self.0 / self.1 as f64
+        }
+    }
+}
+
+fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .expect("f32 values")
+}
+
+/// The held-out measures of [`HeldOut`] on the first `count` images of `set` (`None`: all),
+/// for a model at a plain backend (evaluation mode), in chunks of 64 images. `augment` is
+/// the run's augmentation. Every random draw (the augmentation's and the panel's parameters,
+/// the random pixel orders) is seeded by the chunk, so two runs are measured on the same
+/// transformed images.
+pub fn held_out<B: Backend>(
+    model: &Trainee<B>,
+    set: &Arc<Images>,
+    augment: &Augmentation,
+    count: Option<usize>,
+    device: &B::Device,
+) -> Result<HeldOut> {
+    let n = count.unwrap_or(usize::MAX).min(set.len());
+    if n == 0 {
+        return Ok(HeldOut::default());
+    }
+    let batcher = ImageBatcher::new(Arc::clone(set));
+    let panel = panel();
+    let k = set.classes();
+    let [c, _, _] = set.shape();
+    let mean: Vec<f32> = (0..c)
+        .map(|i| model.plan.0.mean[i.min(model.plan.0.mean.len() - 1)] as f32)
+        .collect();
+    let (mut aug_correct, mut panel_correct, mut panel_seen) = (0usize, 0usize, 0usize);
+    let (mut rho, mut iou) = (Mean::default(), Mean::default());
+    let [mut del, mut ins, mut del_r, mut ins_r] = std::array::from_fn(|_| Mean::default());
+    for start in (0..n).step_by(CHUNK) {
+        let idx: Vec<usize> = (start..(start + CHUNK).min(n)).collect();
+        let m = idx.len();
+        let Batch {
+            images: x,
+            targets: y,
+            labels,
+            ..
+        } = batcher.try_make::<B>(idx, device)?;
+        let [_, _, h, w] = x.dims();
+        let seed = |salt: u64| StdRng::seed_from_u64((salt << 32) ^ start as u64);
+
+        // The run's augmentation: accuracy for the label with the largest weight.
+        let aug = augment.run(x.clone(), &mut seed(1))?;
+        let soft = aug.labels.soft_targets(&labels, k);
+        let pred = host(model.logits(aug.images).argmax(1).float());
+        aug_correct += soft
+            .chunks(k)
+            .zip(pred)
+            .filter(|(row, p)| {
+                let best = row
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map_or(0, |(i, _)| i);
+                best == *p as usize
+            })
+            .count();
+
+        // |gradient| maps in evaluation mode, of x and of each panel transform of x.
+        let maps = |images: Tensor<B, 4>| -> Result<(Tensor<B, 4>, Tensor<B, 2>)> {
+            let out = with_running_stats(|| {
+                SaliencyKind::Gradient.attribute(model, images, &Explain::class(y.clone()))
+            })?;
+            Ok((ChannelReduction::AbsMax.forward(out.maps), out.logits))
+        };
+        let (s_x, _) = maps(x.clone())?;
+        for (i, t) in panel.iter().enumerate() {
+            let out = t.run(x.clone(), &mut seed(2 + i as u64))?;
+            let (s_t, logits) = maps(out.images)?;
+            panel_correct += crate::trainee::correct(logits, y.clone())
+                .into_scalar()
+                .elem::<f64>() as usize;
+            panel_seen += m;
+            let pair = out.transfer.pair(s_x.clone(), s_t, Compare::Inverse)?;
+            let (a, b) = (host(pair.reference), host(pair.other));
+            let mask: Option<Vec<bool>> = pair
+                .mask
+                .map(|v| host(v).iter().map(|&v| v > 0.5).collect());
+            for j in 0..m {
+                let px = j * h * w..(j + 1) * h * w;
+                let valid = mask.as_ref().map(|v| &v[px.clone()]);
+                rho.add(spearman(&a[px.clone()], &b[px.clone()], valid));
+                iou.add(top_fraction_iou(
+                    &a[px.clone()],
+                    &b[px],
+                    valid,
+                    TOP_FRACTION,
+                ));
+            }
+        }
+
+        // Deletion and insertion in the map's order and in a random order, on the
+        // dataset's mean colour.
+        let s = host(s_x);
+        let mut rng = seed(100);
+        let mut orders: Vec<Vec<usize>> = s.chunks(h * w).map(salient_order).collect();
+        for _ in 0..m {
+            let mut o: Vec<usize> = (0..h * w).collect();
+            o.shuffle(&mut rng);
+            orders.push(o);
+        }
+        let base = Tensor::<B, 1>::from_floats(mean.as_slice(), device)
+            .reshape([1, c, 1, 1])
+            .expand([2 * m, c, h, w]);
+        let both_labels: Vec<usize> = labels.iter().chain(&labels).copied().collect();
+        let f = deletion_insertion(
+            model,
+            Tensor::cat(vec![x.clone(), x], 0),
+            base,
+            &both_labels,
+            &orders,
+            FAITHFULNESS_STEPS,
+        )?;
+        for j in 0..m {
+            del.add(f.deletion[j]);
+            ins.add(f.insertion[j]);
+            del_r.add(f.deletion[m + j]);
+            ins_r.add(f.insertion[m + j]);
+        }
+    }
+    Ok(HeldOut {
+        aug_acc: aug_correct as f64 / n.max(1) as f64,
+        panel_acc: panel_correct as f64 / panel_seen.max(1) as f64,
+        map_spearman: rho.get(),
+        map_iou: iou.get(),
+        deletion_auc: del.get(),
+        insertion_auc: ins.get(),
+        deletion_auc_random: del_r.get(),
+        insertion_auc_random: ins_r.get(),
+    })
 }

@@ -30,7 +30,7 @@ use salaug_spec::EpochMetrics;
 
 use crate::config::{self, RunConfig};
 use crate::data::{load_data, loader, Batch, Data, ImageBatcher};
-use crate::metrics::{consistency, read_metrics};
+use crate::metrics::{consistency, held_out, read_metrics, HeldOut};
 use crate::render::Progress;
 use crate::schedule::Scheduler;
 use crate::trainee::{build_model, Trainee};
@@ -195,6 +195,12 @@ where
             config.metrics.consistency_images,
             device,
         )?;
+        let every = config.metrics.held_out_every;
+        let measured = match config.metrics.held_out_images {
+            Some(0) => HeldOut::default(),
+            _ if epoch % every != 0 && epoch != t.epochs => HeldOut::default(),
+            count => held_out(&trained, &data.test, &config.augment, count, device)?,
+        };
         let m = EpochMetrics {
             epoch,
             train_loss: tr.mean(tr.total),
@@ -207,9 +213,10 @@ where
             consistency,
             lr,
             seconds: started.elapsed().as_secs_f64(),
+            held_out: measured,
         };
         tracing::info!(
-            "epoch {epoch}/{}: loss {:.4} (class {:.4}, sal {:.4}, inv {:.4}), train acc {:.2}%, test acc {:.2}%, consistency {:.5}, lr {:.3e}, {:.1} s",
+            "epoch {epoch}/{}: loss {:.4} (class {:.4}, sal {:.4}, inv {:.4}), train acc {:.2}%, test acc {:.2}% (augmented {:.2}%, panel {:.2}%), maps: Spearman {:.3}, top-10% IoU {:.3}, deletion {:.3} (random {:.3}), insertion {:.3} (random {:.3}), held-out L_sal distance {:.5}, lr {:.3e}, {:.1} s",
             t.epochs,
             m.train_loss,
             m.train_class,
@@ -217,6 +224,14 @@ where
             m.train_inv,
             100.0 * m.train_acc,
             100.0 * m.test_acc,
+            100.0 * m.held_out.aug_acc,
+            100.0 * m.held_out.panel_acc,
+            m.held_out.map_spearman,
+            m.held_out.map_iou,
+            m.held_out.deletion_auc,
+            m.held_out.deletion_auc_random,
+            m.held_out.insertion_auc,
+            m.held_out.insertion_auc_random,
             m.consistency,
             m.lr,
             m.seconds

@@ -1,20 +1,30 @@
-//! `salaug saliency`: PNGs of an image, its saliency map and an overlay.
+//! `salaug saliency`: saliency maps a person can look at.
 //!
-//! The map explains the model's predicted class with the run's saliency method (`loss.method`;
-//! for the gradient, the input gradient of that logit), absolute value, max over channels,
-//! min-max scaled. BatchNorm runs with batch statistics in the
-//! saliency pass (as in training), so the requested images are batched with held-out test
-//! images up to 64; the prediction itself uses the running statistics.
+//! - Per image of the first run: `<name>_pred<k>_{image,map,overlay}.png`.
+//! - `grid.png`: one row per image; the image, then for each run side by side (e.g. a `ref`
+//!   and a `sal` run of the same seed) its map, the overlay, `T(x)` for a fixed panel
+//!   transform and `T⁻¹` of the map of `T(x)` (what `L_sal` compares with the map of `x`;
+//!   pixels without a source are dark blue). `grid.txt` names the columns.
+//!
+//! A map explains the model's predicted class of `x` with the run's saliency method
+//! (`loss.method`; for the gradient, the input gradient of that logit), absolute value, max
+//! over channels, min-max scaled per image (over valid pixels). The model runs in evaluation
+//! mode (BatchNorm with running statistics), the maps included, so each image's map depends on
+//! that image only.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use burn::prelude::*;
 use image::imageops::FilterType;
+use rand::{rngs::StdRng, SeedableRng};
+use salaug_augment::Compare;
 use salaug_core::{ChannelReduction, Classifier, Explain, SaliencyMethod};
+use salaug_models::ops::with_running_stats;
 
 use crate::data::Data;
 use crate::data::{ImageSet, Images};
+use crate::metrics::panel;
 use crate::trainee::Trainee;
 
 /// Reads `path` as a `[c, h, w]` byte image of the model's input shape.
@@ -45,18 +55,83 @@ fn write_png(path: &Path, img: image::RgbImage) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Writes `<name>_image.png`, `<name>_map.png` and `<name>_overlay.png` for every file in
-/// `files` and the first `test` test images into `out`; returns the number of files written.
-pub fn write_maps<B: Backend>(
+fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec().expect("f32 values")
+}
+
+/// Predicted classes of `x` and the |maps| (max over channels) of the run's method for them,
+/// in evaluation mode; `[n·h·w]`.
+fn maps_of<B: Backend>(
     model: &Trainee<B>,
-    data: &Data,
-    files: &[PathBuf],
-    test: usize,
-    out: &Path,
-    device: &B::Device,
-) -> Result<usize> {
+    x: Tensor<B, 4>,
+    classes: Option<Tensor<B, 1, Int>>,
+) -> Result<(Tensor<B, 1, Int>, Tensor<B, 4>)> {
+    let classes = classes.unwrap_or_else(|| model.logits(x.clone()).argmax(1).flatten::<1>(0, 1));
+    let method = &model.plan.0.config.loss.method;
+    let raw = with_running_stats(|| method.attribute(model, x, &Explain::class(classes.clone())))?;
+    Ok((classes, ChannelReduction::AbsMax.forward(raw.maps)))
+}
+
+/// Min-max scaling of a map over its valid pixels (all when `valid` is `None`); invalid
+/// pixels give `None`.
+fn scaled(m: &[f32], valid: Option<&[f32]>) -> Vec<Option<f32>> {
+    let ok = |i: usize| valid.is_none_or(|v| v[i] > 0.5);
+    let (lo, hi) = (0..m.len())
+        .filter(|&i| ok(i))
+        .fold((f32::MAX, f32::MIN), |(a, b), i| (a.min(m[i]), b.max(m[i])));
+    let scale = if hi > lo { 1.0 / (hi - lo) } else { 0.0 };
+    (0..m.len())
+        .map(|i| ok(i).then(|| (m[i] - lo) * scale))
+        .collect()
+}
+
+/// Tiles of one image: `[c, h, w]` bytes and a scaled map.
+struct Tile<'a> {
+    img: &'a [u8],
+    c: usize,
+    h: usize,
+    w: usize,
+}
+
+impl Tile<'_> {
+    fn rgb(&self, y: usize, x: usize) -> [u8; 3] {
+        let (h, w) = (self.h, self.w);
+        std::array::from_fn(|ch| self.img[(ch.min(self.c - 1) * h + y) * w + x])
+    }
+    fn image(&self) -> image::RgbImage {
+        image::RgbImage::from_fn(self.w as u32, self.h as u32, |x, y| {
+            image::Rgb(self.rgb(y as usize, x as usize))
+        })
+    }
+    fn map(&self, s: &[Option<f32>]) -> image::RgbImage {
+        image::RgbImage::from_fn(self.w as u32, self.h as u32, |x, y| {
+            match s[y as usize * self.w + x as usize] {
+                Some(v) => {
+                    let v = (255.0 * v) as u8;
+                    image::Rgb([v, v, v])
+                }
+                None => image::Rgb([0, 0, 96]),
+            }
+        })
+    }
+    fn overlay(&self, s: &[Option<f32>]) -> image::RgbImage {
+        image::RgbImage::from_fn(self.w as u32, self.h as u32, |x, y| {
+            let rgb = self.rgb(y as usize, x as usize);
+            let gray = (rgb.iter().map(|&v| v as f32).sum::<f32>() / 3.0) * 0.5;
+            let s = s[y as usize * self.w + x as usize].unwrap_or(0.0);
+            image::Rgb([
+                (gray + 127.5 * s) as u8,
+                (gray * (1.0 - 0.5 * s)) as u8,
+                (gray * (1.0 - 0.5 * s)) as u8,
+            ])
+        })
+    }
+}
+
+/// The requested images (files, then the first `test` test images) as one in-memory set, with
+/// their names.
+fn gather(data: &Data, files: &[PathBuf], test: usize) -> Result<(Images, Vec<String>)> {
     let shape = data.test.shape();
-    let [c, h, w] = shape;
     let mut names = Vec::new();
     let mut pixels = Vec::new();
     for f in files {
@@ -73,73 +148,144 @@ pub fn write_maps<B: Backend>(
         names.push(format!("test{i:04}_label{}", data.test.labels()[i]));
     }
     let n = names.len();
+    if n == 0 {
+        bail!("no images: pass --images or --test N");
+    }
     if n > 64 {
         bail!("{n} images; at most 64 per call");
     }
-    // Context images for BatchNorm's batch statistics.
-    let context = (64 - n).min(data.test.len().saturating_sub(test));
-    for i in (data.test.len() - context)..data.test.len() {
-        pixels.extend_from_slice(&data.test.image(i)?);
-    }
     let set = Images::Memory(ImageSet {
-        labels: vec![0; n + context],
+        labels: vec![0; n],
         pixels,
         shape,
         classes: data.test.classes(),
     });
-    let all: Vec<usize> = (0..n + context).collect();
+    Ok((set, names))
+}
+
+/// Writes the per-image PNGs of the first run and `grid.png` (with `grid.txt`) of all `runs`
+/// (label, model) into `out`, for the files in `files` and the first `test` test images;
+/// `transform` names the panel transform of the warped-back column. Returns the number of
+/// PNG files written.
+pub fn write_maps<B: Backend>(
+    runs: &[(String, Trainee<B>)],
+    data: &Data,
+    files: &[PathBuf],
+    test: usize,
+    transform: &str,
+    out: &Path,
+    device: &B::Device,
+) -> Result<usize> {
+    let Some(t) = panel().into_iter().find(|a| a.name() == transform) else {
+        bail!(
+            "--transform {transform:?}: one of {}",
+            panel()
+                .iter()
+                .map(|a| a.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    let [c, h, w] = data.test.shape();
+    let (set, names) = gather(data, files, test)?;
+    let n = names.len();
+    let all: Vec<usize> = (0..n).collect();
     let x = set.tensor::<B>(&all, device)?;
-    let predicted = model.logits(x.clone()).argmax(1).flatten::<1>(0, 1);
-    let method = &model.plan.0.config.loss.method;
-    let raw = method.attribute(model, x, &Explain::class(predicted.clone()))?;
-    let maps = ChannelReduction::AbsMax.forward(raw.maps);
-    let maps: Vec<f32> = maps
-        .into_data()
-        .convert::<f32>()
-        .to_vec()
-        .expect("f32 maps");
-    let predicted: Vec<i64> = predicted
-        .into_data()
-        .convert::<i64>()
-        .to_vec()
-        .expect("classes");
+    let tx = t.run(x.clone(), &mut StdRng::seed_from_u64(0))?;
+    let tx_pixels: Vec<u8> = host(tx.images.clone().clamp(0.0, 1.0) * 255.0)
+        .into_iter()
+        .map(|v| v.round() as u8)
+        .collect();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let hw = h * w;
+    // Per run: predicted classes, scaled maps of x, scaled warped-back maps of T(x).
+    let mut columns = Vec::new();
+    for (label, model) in runs {
+        let (pred, s_x) = maps_of(model, x.clone(), None)?;
+        let (_, s_t) = maps_of(model, tx.images.clone(), Some(pred.clone()))?;
+        let pair = tx.transfer.pair(s_x.clone(), s_t, Compare::Inverse)?;
+        let (a, b) = (host(s_x), host(pair.other));
+        let mask = pair.mask.map(host);
+        let pred: Vec<i64> = pred.into_data().convert::<i64>().to_vec().expect("classes");
+        let maps: Vec<Vec<Option<f32>>> = (0..n)
+            .map(|i| scaled(&a[i * hw..(i + 1) * hw], None))
+            .collect();
+        let back: Vec<Vec<Option<f32>>> = (0..n)
+            .map(|i| {
+                let v = mask.as_ref().map(|m| &m[i * hw..(i + 1) * hw]);
+                scaled(&b[i * hw..(i + 1) * hw], v)
+            })
+            .collect();
+        columns.push((label.clone(), pred, maps, back));
+    }
     let mut written = 0;
+    // Per-image files of the first run.
+    let (_, pred, maps, _) = &columns[0];
     for (i, name) in names.iter().enumerate() {
-        let m = &maps[i * h * w..(i + 1) * h * w];
-        let (lo, hi) = m
-            .iter()
-            .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-        let scale = if hi > lo { 1.0 / (hi - lo) } else { 0.0 };
         let img = set.image(i)?;
-        let px = |ch: usize, y: usize, x: usize| img[(ch.min(c - 1) * h + y) * w + x];
-        let mut image = image::RgbImage::new(w as u32, h as u32);
-        let mut map = image::RgbImage::new(w as u32, h as u32);
-        let mut overlay = image::RgbImage::new(w as u32, h as u32);
-        for y in 0..h {
-            for x in 0..w {
-                let rgb = [px(0, y, x), px(1, y, x), px(2, y, x)];
-                let s = (m[y * w + x] - lo) * scale;
-                let v = (255.0 * s) as u8;
-                let gray = (rgb.iter().map(|&v| v as f32).sum::<f32>() / 3.0) * 0.5;
-                image.put_pixel(x as u32, y as u32, image::Rgb(rgb));
-                map.put_pixel(x as u32, y as u32, image::Rgb([v, v, v]));
-                overlay.put_pixel(
-                    x as u32,
-                    y as u32,
-                    image::Rgb([
-                        (gray + 127.5 * s) as u8,
-                        (gray * (1.0 - 0.5 * s)) as u8,
-                        (gray * (1.0 - 0.5 * s)) as u8,
-                    ]),
-                );
-            }
-        }
-        let stem = format!("{name}_pred{}", predicted[i]);
-        for (suffix, img) in [("image", image), ("map", map), ("overlay", overlay)] {
-            write_png(&out.join(format!("{stem}_{suffix}.png")), img)?;
+        let tile = Tile { img: &img, c, h, w };
+        let stem = format!("{name}_pred{}", pred[i]);
+        for (suffix, png) in [
+            ("image", tile.image()),
+            ("map", tile.map(&maps[i])),
+            ("overlay", tile.overlay(&maps[i])),
+        ] {
+            write_png(&out.join(format!("{stem}_{suffix}.png")), png)?;
             written += 1;
         }
     }
+    // The grid: image | per run: map, overlay, T(x), T^-1(map of T(x)).
+    let zoom = (112 / h.max(w)).max(1) as u32;
+    let (tw, th) = (w as u32 * zoom, h as u32 * zoom);
+    let gap = 4;
+    let cols = 1 + 4 * runs.len() as u32;
+    let mut grid = image::RgbImage::from_pixel(
+        cols * (tw + gap) + gap * runs.len() as u32,
+        n as u32 * (th + gap),
+        image::Rgb([255, 255, 255]),
+    );
+    for i in 0..n {
+        let img = set.image(i)?;
+        let tile = Tile { img: &img, c, h, w };
+        let t_img = Tile {
+            img: &tx_pixels[i * c * hw..(i + 1) * c * hw],
+            c,
+            h,
+            w,
+        };
+        let mut tiles = vec![tile.image()];
+        for (_, _, maps, back) in &columns {
+            tiles.extend([
+                tile.map(&maps[i]),
+                tile.overlay(&maps[i]),
+                t_img.image(),
+                t_img.map(&back[i]),
+            ]);
+        }
+        for (j, t) in tiles.into_iter().enumerate() {
+            let big = image::imageops::resize(&t, tw, th, FilterType::Nearest);
+            let run_gap = if j == 0 {
+                0
+            } else {
+                gap * ((j as u32 - 1) / 4 + 1)
+            };
+            let x0 = j as u32 * (tw + gap) + run_gap;
+            image::imageops::overlay(&mut grid, &big, x0 as i64, (i as u32 * (th + gap)) as i64);
+        }
+    }
+    write_png(&out.join("grid.png"), grid)?;
+    written += 1;
+    let mut legend = String::from("grid.png: one row per image; columns: image");
+    for (label, pred, _, _) in &columns {
+        legend.push_str(&format!(
+            " | [{label}] map, overlay, T(x) ({transform}, seed 0), T^-1(map of T(x)) (dark blue: no source pixel)"
+        ));
+        legend.push_str(&format!("; predicted classes {pred:?}"));
+    }
+    legend.push_str("\nrows: ");
+    legend.push_str(&names.join(", "));
+    legend.push('\n');
+    std::fs::write(out.join("grid.txt"), legend)
+        .with_context(|| format!("writing {}", out.join("grid.txt").display()))?;
     Ok(written)
 }

@@ -3,7 +3,11 @@
 //!
 //! One step is exactly a training step of `salaug train` ([`Trainee::losses`], backward,
 //! optimiser update) on one fixed batch of `train.batch_size` training images (a balanced
-//! subset of that size, the only images loaded), with the device synchronised after each step. Memory is measured from the moment the data
+//! subset of that size, the only images loaded), with the device synchronised after each step.
+//! With `exclude_transform` (the paper's table 4 method: "data loading and image
+//! transformation are excluded"), `T(x)` is computed before each step's timer starts
+//! ([`Trainee::prepare`]); the forward, the maps, their inverse warp, the distance, the
+//! backward and the update are timed ([`Trainee::losses_of`]). Memory is measured from the moment the data
 //! are loaded: the baseline is the resident set then, and the peak high-water mark is reset
 //! there (Linux), so the peak covers the model, the optimiser and the steps.
 
@@ -26,6 +30,7 @@ pub fn time_steps<B: Backend>(
     config: RunConfig,
     warmup: usize,
     iters: usize,
+    exclude_transform: bool,
     device: &B::Device,
 ) -> Result<StepTiming> {
     if iters == 0 {
@@ -49,6 +54,7 @@ pub fn time_steps<B: Backend>(
         batch: n,
         warmup,
         iters,
+        exclude_transform,
         device,
     })?;
     let (times_ms, cpu_cores) = steps;
@@ -85,6 +91,7 @@ struct Steps<'a, B: Backend> {
     batch: usize,
     warmup: usize,
     iters: usize,
+    exclude_transform: bool,
     device: &'a B::Device,
 }
 
@@ -108,8 +115,19 @@ impl<B: Backend> WithOptimizer<B> for Steps<'_, B> {
                 cpu0 = process::cpu_seconds();
                 wall0 = Instant::now();
             }
+            let prepared = if self.exclude_transform {
+                let p = model.prepare(&batch)?;
+                B::sync(self.device).map_err(|e| anyhow!("device sync failed: {e:?}"))?;
+                Some(p)
+            } else {
+                None
+            };
             let started = Instant::now();
-            let l = model.losses(&batch)?;
+            let prepared = match prepared {
+                Some(p) => p,
+                None => model.prepare(&batch)?,
+            };
+            let l = model.losses_of(prepared)?;
             let grads = GradientsParams::from_grads(l.total.backward(), &model);
             model = optim.step(lr, model, grads);
             B::sync(self.device).map_err(|e| anyhow!("device sync failed: {e:?}"))?;

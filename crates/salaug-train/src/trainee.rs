@@ -238,13 +238,27 @@ pub struct StepLosses<B: Backend> {
     pub targets: Tensor<B, 1, Int>,
 }
 
-impl<B: AutodiffBackend> Trainee<B> {
-    /// The losses of one training step (steps 1–2 of the module docs); no backward.
-    pub fn losses(&self, batch: &Batch<B>) -> anyhow::Result<StepLosses<B>> {
+/// A batch ready for the step's losses: `[x; T(x)]` with the soft labels and hard targets of
+/// both halves, and the augmentation's map transfer (step 1 of the module docs).
+#[derive(Debug, Clone)]
+pub struct Prepared<B: Backend> {
+    /// `[x; T(x)]`.
+    pub images: Tensor<B, 4>,
+    /// Soft labels of `[x; T(x)]`, `[2·batch, classes]`.
+    pub weights: Tensor<B, 2>,
+    /// Hard targets of `[x; T(x)]` (the largest soft-label weight for mixed images).
+    pub targets: Tensor<B, 1, Int>,
+    /// How the maps of `T(x)` relate to those of `x`.
+    pub transfer: salaug_augment::Transfer,
+}
+
+impl<B: Backend> Trainee<B> {
+    /// Step 1: draws `T` for `batch` (seeded by the run seed and the batch's indices) and
+    /// computes `T(x)` with its labels.
+    pub fn prepare(&self, batch: &Batch<B>) -> anyhow::Result<Prepared<B>> {
         let p = &self.plan.0;
-        let (strategy, loss) = (p.config.train.strategy, &p.config.loss);
         let x = batch.images.clone();
-        let [n, _, _, _] = x.dims();
+        let n = x.dims()[0];
         let device = x.device();
         let k = p.classes;
         let mut rng = batch_rng(p.config.seed, &batch.indices);
@@ -263,7 +277,33 @@ impl<B: AutodiffBackend> Trainee<B> {
                 .unwrap_or(0)
         }));
         let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [2 * n]), &device);
-        let both = Tensor::cat(vec![x, aug.images], 0);
+        Ok(Prepared {
+            images: Tensor::cat(vec![x, aug.images], 0),
+            weights,
+            targets,
+            transfer: aug.transfer,
+        })
+    }
+}
+
+impl<B: AutodiffBackend> Trainee<B> {
+    /// The losses of one training step (steps 1–2 of the module docs); no backward.
+    pub fn losses(&self, batch: &Batch<B>) -> anyhow::Result<StepLosses<B>> {
+        self.losses_of(self.prepare(batch)?)
+    }
+
+    /// Step 2 on a prepared batch: the forward (with the maps, their pairing and `L_sal` when
+    /// trained) and the loss terms; no backward.
+    pub fn losses_of(&self, prepared: Prepared<B>) -> anyhow::Result<StepLosses<B>> {
+        let p = &self.plan.0;
+        let (strategy, loss) = (p.config.train.strategy, &p.config.loss);
+        let Prepared {
+            images: both,
+            weights,
+            targets,
+            transfer,
+        } = prepared;
+        let device = both.device();
 
         let taps: &[String] = if strategy.invariance() {
             &loss.taps
@@ -279,7 +319,7 @@ impl<B: AutodiffBackend> Trainee<B> {
             let out = p
                 .sal_loss
                 .of_batch(self, &loss.method, both, &explain, |s, s_aug| {
-                    aug.transfer.pair(s, s_aug, loss.compare)
+                    transfer.pair(s, s_aug, loss.compare)
                 })?;
             (out.logits, out.features, Some(out.loss))
         } else {
@@ -315,7 +355,7 @@ impl<B: AutodiffBackend> Trainee<B> {
 
 /// The number of rows of `logits` whose largest entry is at `targets`, as a `[1]` float tensor
 /// (exact below 2^24).
-fn correct<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tensor<B, 1> {
+pub fn correct<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tensor<B, 1> {
     let pred = logits.argmax(1).flatten::<1>(0, 1);
     pred.equal(targets).float().sum()
 }

@@ -86,6 +86,24 @@ fn ref_and_sal_learn_fashion_mnist_and_sal_is_more_consistent() {
         ls.consistency
     );
     assert!(ls.train_sal > 0.0 && lr.train_sal == 0.0);
+    // The held-out measures were taken, and the trained networks' gradient maps order pixels
+    // better than chance: removing the most salient pixels first lowers the label's
+    // probability faster than a random order, and revealing them first raises it faster.
+    for m in [lr, ls] {
+        let h = &m.held_out;
+        for v in [
+            h.aug_acc,
+            h.panel_acc,
+            h.map_iou,
+            h.deletion_auc,
+            h.insertion_auc,
+        ] {
+            assert!((0.0..=1.0).contains(&v), "{h:?}");
+        }
+        assert!((-1.0..=1.0).contains(&h.map_spearman), "{h:?}");
+        assert!(h.deletion_auc < h.deletion_auc_random, "{h:?}");
+        assert!(h.insertion_auc > h.insertion_auc_random, "{h:?}");
+    }
 
     // BatchNorm running statistics were updated and saved: evaluation-mode accuracy of the
     // saved model is in line with its batch-statistics (training-mode) accuracy.
@@ -117,17 +135,75 @@ fn ref_and_sal_learn_fashion_mnist_and_sal_is_more_consistent() {
     ok(&salaug(&[
         "saliency",
         "--run",
+        r.to_str().unwrap(),
         s.to_str().unwrap(),
         "--test",
         "2",
         "--out",
         maps.to_str().unwrap(),
     ]));
-    let pngs: Vec<_> = std::fs::read_dir(&maps).unwrap().collect();
-    assert_eq!(pngs.len(), 6, "image, map and overlay for 2 images");
-    for p in pngs {
-        image::open(p.unwrap().path()).expect("a readable PNG");
+    let pngs: Vec<_> = std::fs::read_dir(&maps)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    assert_eq!(
+        pngs.len(),
+        7,
+        "image, map and overlay for 2 images, and the grid"
+    );
+    for p in &pngs {
+        image::open(p).expect("a readable PNG");
     }
+    // The grid: 2 rows; the image and 4 columns per run, for the two runs.
+    let grid = image::open(maps.join("grid.png")).unwrap();
+    let tile = 112 / 28 * 28 + 4;
+    assert_eq!(grid.height(), 2 * tile);
+    assert_eq!(grid.width(), 9 * tile + 2 * 4);
+    let legend = std::fs::read_to_string(maps.join("grid.txt")).unwrap();
+    assert!(
+        legend.contains("/ref]") && legend.contains("/sal]"),
+        "{legend}"
+    );
+    // Training curves of both runs as one SVG.
+    let svg = tmp.path().join("curves.svg");
+    ok(&salaug(&[
+        "plot",
+        "--run",
+        r.to_str().unwrap(),
+        s.to_str().unwrap(),
+        "--out",
+        svg.to_str().unwrap(),
+    ]));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.starts_with("<svg") && text.contains("insertion AUC"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+    // Bad input is an error, not a panic or a half-written file.
+    let out = salaug(&[
+        "plot",
+        "--run",
+        tmp.path().join("nothing").to_str().unwrap(),
+        "--out",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no finished epoch"));
+    let out = salaug(&[
+        "saliency",
+        "--run",
+        s.to_str().unwrap(),
+        "--test",
+        "1",
+        "--transform",
+        "twirl",
+        "--out",
+        maps.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--transform"));
 }
 
 #[test]

@@ -1,0 +1,205 @@
+//! `salaug plot`: training curves of one or more runs from their `metrics.csv`, as one SVG
+//! (plotters): the loss terms, the accuracies (training, clean test, under the run's
+//! augmentation and under the panel), map agreement (Spearman, top-10 % IoU), faithfulness
+//! (deletion and insertion areas with their random-order baselines) and the held-out `L_sal`
+//! distance, per epoch. Runs are told apart by colour, measures by line style; epochs where a
+//! measure was not taken (NaN) are skipped.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use plotters::prelude::*;
+use salaug_spec::EpochMetrics;
+
+use crate::metrics::read_metrics;
+
+/// One curve: its label and the value of a metrics row.
+type Series = (&'static str, fn(&EpochMetrics) -> f64);
+
+/// One panel of the figure: its title and its series.
+struct Panel {
+    title: &'static str,
+    series: &'static [Series],
+}
+
+const PANELS: [Panel; 6] = [
+    Panel {
+        title: "training loss terms",
+        series: &[
+            ("L_class", |m| m.train_class),
+            ("L_sal", |m| m.train_sal),
+            ("L_inv", |m| m.train_inv),
+        ],
+    },
+    Panel {
+        title: "accuracy",
+        series: &[
+            ("train", |m| m.train_acc),
+            ("test", |m| m.test_acc),
+            ("test, T(x)", |m| m.held_out.aug_acc),
+            ("test, panel", |m| m.held_out.panel_acc),
+        ],
+    },
+    Panel {
+        title: "map agreement x vs T^-1(S(T(x)))",
+        series: &[
+            ("Spearman", |m| m.held_out.map_spearman),
+            ("top-10% IoU", |m| m.held_out.map_iou),
+        ],
+    },
+    Panel {
+        title: "deletion AUC (lower: faithful)",
+        series: &[
+            ("map order", |m| m.held_out.deletion_auc),
+            ("random order", |m| m.held_out.deletion_auc_random),
+        ],
+    },
+    Panel {
+        title: "insertion AUC (higher: faithful)",
+        series: &[
+            ("map order", |m| m.held_out.insertion_auc),
+            ("random order", |m| m.held_out.insertion_auc_random),
+        ],
+    },
+    Panel {
+        title: "held-out L_sal distance (the objective)",
+        series: &[("distance", |m| m.consistency)],
+    },
+];
+
+const COLOURS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(23, 190, 207),
+];
+
+/// The label of a run directory: its last two path components (`cell/seed0`).
+pub fn run_label(dir: &Path) -> String {
+    let parts: Vec<String> = dir
+        .components()
+        .rev()
+        .take(2)
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    parts.into_iter().rev().collect::<Vec<_>>().join("/")
+}
+
+/// Draws the curves of `runs` into the SVG file `out`; returns the number of runs drawn.
+pub fn plot_runs(runs: &[PathBuf], out: &Path) -> Result<usize> {
+    if runs.is_empty() {
+        bail!("no run directories given");
+    }
+    if runs.len() > COLOURS.len() {
+        bail!("{} runs: at most {} per plot", runs.len(), COLOURS.len());
+    }
+    let mut all = Vec::new();
+    for dir in runs {
+        let rows = read_metrics(dir)?;
+        if rows.is_empty() {
+            bail!("{}: no finished epoch in metrics.csv", dir.display());
+        }
+        all.push((run_label(dir), rows));
+    }
+    let tmp = out.with_extension("svg.part");
+    {
+        let root = SVGBackend::new(&tmp, (1500, 900)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw)?;
+        let legend: Vec<String> = all
+            .iter()
+            .enumerate()
+            .map(|(i, (label, _))| format!("colour {}: {label}", i + 1))
+            .collect();
+        let (top, body) = root.split_vertically(40);
+        top.draw(&Text::new(
+            legend.join("   "),
+            (10, 12),
+            ("sans-serif", 16).into_font(),
+        ))
+        .map_err(draw)?;
+        let epochs = all.iter().map(|(_, r)| r.len()).max().unwrap_or(1);
+        for (area, panel) in body.split_evenly((2, 3)).iter().zip(&PANELS) {
+            let points: Vec<Vec<Vec<(f64, f64)>>> = all
+                .iter()
+                .map(|(_, rows)| {
+                    panel
+                        .series
+                        .iter()
+                        .map(|(_, get)| {
+                            rows.iter()
+                                .map(|r| (r.epoch as f64, get(r)))
+                                .filter(|(_, v)| v.is_finite())
+                                .collect()
+                        })
+                        .collect()
+                })
+                .collect();
+            let values = points.iter().flatten().flatten().map(|p| p.1);
+            let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+            let (lo, hi) = if lo > hi {
+                (0.0, 1.0)
+            } else if hi - lo < 1e-12 {
+                (lo - 0.5, hi + 0.5)
+            } else {
+                let pad = 0.05 * (hi - lo);
+                (lo - pad, hi + pad)
+            };
+            let mut chart = ChartBuilder::on(area)
+                .caption(panel.title, ("sans-serif", 18))
+                .margin(12)
+                .x_label_area_size(30)
+                .y_label_area_size(55)
+                .build_cartesian_2d(0.5..epochs as f64 + 0.5, lo..hi)
+                .map_err(draw)?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .x_labels(epochs.min(10) + 1)
+                .draw()
+                .map_err(draw)?;
+            for (r, series) in points.iter().enumerate() {
+                let colour = COLOURS[r];
+                for (s, pts) in series.iter().enumerate() {
+                    let style = ShapeStyle {
+                        color: colour.to_rgba(),
+                        filled: s == 0,
+                        stroke_width: if s == 0 { 2 } else { 1 },
+                    };
+                    let drawn = chart
+                        .draw_series(LineSeries::new(pts.iter().copied(), style))
+                        .map_err(draw)?;
+                    if r == 0 {
+                        drawn.label(panel.series[s].0).legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 20, y)], style)
+                        });
+                    }
+                    // Markers, so that single epochs show.
+                    chart
+                        .draw_series(pts.iter().map(|&p| {
+                            if s == 0 {
+                                Circle::new(p, 3, style).into_dyn()
+                            } else {
+                                TriangleMarker::new(p, 4, style).into_dyn()
+                            }
+                        }))
+                        .map_err(draw)?;
+                }
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(draw)?;
+        }
+        root.present().map_err(draw)?;
+    }
+    std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
+    Ok(all.len())
+}
+
+fn draw<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("drawing the plot: {e:?}")
+}
