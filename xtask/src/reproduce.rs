@@ -282,7 +282,16 @@ fn accuracy_runs(
                 }
                 let (c, seed) = jobs[k];
                 let label = format!("[{}/{}] {} seed {seed}", k + 1, jobs.len(), cells[c].id());
-                let done = run_one(spec, opts, &cells[c], seed, &label, bin, base, &dir_of(c, seed));
+                let done = run_one(
+                    spec,
+                    opts,
+                    &cells[c],
+                    seed,
+                    &label,
+                    bin,
+                    base,
+                    &dir_of(c, seed),
+                );
                 if let Err(e) = done {
                     failed.lock().expect("lock").get_or_insert(e);
                     break;

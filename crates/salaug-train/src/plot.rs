@@ -22,14 +22,14 @@ struct Panel {
     series: &'static [Series],
 }
 
-const PANELS: [Panel; 6] = [
+const PANELS: [Panel; 8] = [
     Panel {
-        title: "training loss terms",
-        series: &[
-            ("L_class", |m| m.train_class),
-            ("L_sal", |m| m.train_sal),
-            ("L_inv", |m| m.train_inv),
-        ],
+        title: "training L_class",
+        series: &[("L_class", |m| m.train_class)],
+    },
+    Panel {
+        title: "training L_sal, L_inv",
+        series: &[("L_sal", |m| m.train_sal), ("L_inv", |m| m.train_inv)],
     },
     Panel {
         title: "accuracy",
@@ -64,6 +64,10 @@ const PANELS: [Panel; 6] = [
     Panel {
         title: "held-out L_sal distance (the objective)",
         series: &[("distance", |m| m.consistency)],
+    },
+    Panel {
+        title: "learning rate (last step)",
+        series: &[("lr", |m| m.lr)],
     },
 ];
 
@@ -105,7 +109,7 @@ pub fn plot_runs(runs: &[PathBuf], out: &Path) -> Result<usize> {
     }
     let tmp = out.with_extension("svg.part");
     {
-        let root = SVGBackend::new(&tmp, (1500, 900)).into_drawing_area();
+        let root = SVGBackend::new(&tmp, (1800, 900)).into_drawing_area();
         root.fill(&WHITE).map_err(draw)?;
         let legend: Vec<String> = all
             .iter()
@@ -120,7 +124,7 @@ pub fn plot_runs(runs: &[PathBuf], out: &Path) -> Result<usize> {
         ))
         .map_err(draw)?;
         let epochs = all.iter().map(|(_, r)| r.len()).max().unwrap_or(1);
-        for (area, panel) in body.split_evenly((2, 3)).iter().zip(&PANELS) {
+        for (area, panel) in body.split_evenly((2, 4)).iter().zip(&PANELS) {
             let points: Vec<Vec<Vec<(f64, f64)>>> = all
                 .iter()
                 .map(|(_, rows)| {
@@ -157,33 +161,44 @@ pub fn plot_runs(runs: &[PathBuf], out: &Path) -> Result<usize> {
                 .configure_mesh()
                 .x_desc("epoch")
                 .x_labels(epochs.min(10) + 1)
+                .x_label_formatter(&|x| format!("{x:.0}"))
                 .draw()
                 .map_err(draw)?;
             for (r, series) in points.iter().enumerate() {
                 let colour = COLOURS[r];
                 for (s, pts) in series.iter().enumerate() {
+                    // Series differ by marker (circle, triangle, cross, square) and the first
+                    // is drawn thicker; runs differ by colour.
                     let style = ShapeStyle {
                         color: colour.to_rgba(),
-                        filled: s == 0,
+                        filled: true,
                         stroke_width: if s == 0 { 2 } else { 1 },
+                    };
+                    let marker = move |p: (f64, f64), size: i32| -> DynElement<'static, SVGBackend, (f64, f64)> {
+                        match s {
+                            0 => Circle::new(p, size, style).into_dyn(),
+                            1 => TriangleMarker::new(p, size + 1, style).into_dyn(),
+                            2 => Cross::new(p, size + 1, style).into_dyn(),
+                            _ => Rectangle::new([p, p], style).into_dyn(),
+                        }
                     };
                     let drawn = chart
                         .draw_series(LineSeries::new(pts.iter().copied(), style))
                         .map_err(draw)?;
                     if r == 0 {
                         drawn.label(panel.series[s].0).legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 20, y)], style)
+                            EmptyElement::at((x, y))
+                                + PathElement::new(vec![(0, 0), (20, 0)], style)
+                                + match s {
+                                    0 => Circle::new((10, 0), 3, style).into_dyn(),
+                                    1 => TriangleMarker::new((10, 0), 4, style).into_dyn(),
+                                    2 => Cross::new((10, 0), 4, style).into_dyn(),
+                                    _ => Rectangle::new([(8, -2), (12, 2)], style).into_dyn(),
+                                }
                         });
                     }
-                    // Markers, so that single epochs show.
                     chart
-                        .draw_series(pts.iter().map(|&p| {
-                            if s == 0 {
-                                Circle::new(p, 3, style).into_dyn()
-                            } else {
-                                TriangleMarker::new(p, 4, style).into_dyn()
-                            }
-                        }))
+                        .draw_series(pts.iter().map(|&p| marker(p, 3)))
                         .map_err(draw)?;
                 }
             }

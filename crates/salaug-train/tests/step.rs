@@ -85,6 +85,40 @@ fn every_strategy_combines_its_terms() {
     }
 }
 
+/// `salaug time --exclude-transform` times `losses_of` on a batch prepared before the timer:
+/// the same losses as the whole step, with `T(x)` drawn the same way every time.
+#[test]
+fn a_prepared_batch_gives_the_step_its_losses() {
+    let device = Default::default();
+    let d = data();
+    let batch = ImageBatcher::new(d.train.clone()).make::<AB>((0..8).collect(), &device);
+    let c = config(&[
+        "train.strategy=\"sal\"",
+        "augment={kind=\"rotation\", p=1.0}",
+    ]);
+    let model = build_model::<AB>(&c, &d, &device).unwrap();
+    let whole = model.losses(&batch).unwrap();
+    let (p, q) = (
+        model.prepare(&batch).unwrap(),
+        model.prepare(&batch).unwrap(),
+    );
+    assert_eq!(p.images.dims(), [16, 1, 16, 16], "[x; T(x)]");
+    let diff = (p.images.clone() - q.images)
+        .abs()
+        .max()
+        .into_scalar()
+        .elem::<f64>();
+    assert_eq!(diff, 0.0, "T(x) is seeded by the run seed and the batch");
+    let half = (p.images.clone().narrow(0, 0, 8) - batch.images.clone())
+        .abs()
+        .max();
+    assert_eq!(half.into_scalar().elem::<f64>(), 0.0, "x first");
+    let parts = model.losses_of(p).unwrap();
+    for (a, b) in [(whole.total, parts.total), (whole.class, parts.class)] {
+        assert!((scalar(a.clone()) - scalar(b.clone())).abs() < 1e-6 * scalar(a).abs().max(1.0));
+    }
+}
+
 #[test]
 fn mixing_augmentations_train_with_soft_labels_and_expected_maps() {
     let device = Default::default();
