@@ -456,13 +456,15 @@ pub fn timing_table(title: &str, description: &str, rows: &[Timing]) -> (String,
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use salaug_spec::HeldOut;
 
-    fn row(acc: f64, spearman: f64) -> EpochMetrics {
+    /// A metrics row of epoch `epoch` with test accuracy `acc` (also the fake runs of
+    /// reproduce's tests).
+    pub(crate) fn test_row(epoch: usize, acc: f64) -> EpochMetrics {
         EpochMetrics {
-            epoch: 1,
+            epoch,
             train_loss: 1.0,
             train_class: 1.0,
             train_sal: 0.0,
@@ -473,11 +475,14 @@ mod tests {
             consistency: 0.01,
             lr: 0.1,
             seconds: 1.0,
-            held_out: HeldOut {
-                map_spearman: spearman,
-                ..HeldOut::default()
-            },
+            held_out: HeldOut::default(),
         }
+    }
+
+    fn row(acc: f64, spearman: f64) -> EpochMetrics {
+        let mut r = test_row(1, acc);
+        r.held_out.map_spearman = spearman;
+        r
     }
 
     fn cell(strategy: &str) -> Cell {

@@ -479,20 +479,7 @@ mod tests {
         .unwrap();
         let mut csv = format!("{}\n", EpochMetrics::header());
         for e in 1..=rows {
-            let row = EpochMetrics {
-                epoch: e,
-                train_loss: 1.0,
-                train_class: 1.0,
-                train_sal: 0.0,
-                train_inv: 0.0,
-                train_acc: 0.5,
-                test_loss: 1.0,
-                test_acc: e as f64 / 10.0,
-                consistency: 0.01,
-                lr: 0.1,
-                seconds: 1.0,
-                held_out: Default::default(),
-            };
+            let row = crate::report::tests::test_row(e, e as f64 / 10.0);
             csv.push_str(&format!("{}\n", row.csv_row()));
         }
         std::fs::write(metrics::in_run(dir), csv).unwrap();
