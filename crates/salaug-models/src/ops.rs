@@ -321,9 +321,14 @@ impl<B: Backend> BatchNorm<B> {
             let m = self.momentum;
             let update = |state: &RunningState<Tensor<B, 1>>, batch: Tensor<B, 3>| {
                 let old = state.value_sync().to_device(&device);
+                // Stored detached, as burn-nn's BatchNorm does: otherwise each step's update
+                // is an autodiff node that links to the previous step's, a graph that no
+                // backward ever frees and that burn_autodiff's orphan sweep rescans at every
+                // backward (an epoch of 3,750 steps stalled in `cleanup_orphaned_entries`).
                 state.update(
                     old.mul_scalar(1.0 - m)
-                        .add(batch.detach().reshape([c]).mul_scalar(m)),
+                        .add(batch.detach().reshape([c]).mul_scalar(m))
+                        .detach(),
                 );
             };
             update(&self.running_mean, mean);
