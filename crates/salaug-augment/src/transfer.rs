@@ -287,4 +287,18 @@ impl Labels {
         }
         out
     }
+
+    /// Hard targets for the originals' class indices `labels`: per image, the class with the
+    /// largest soft-target weight (the last of equal weights); the label itself for `Same`.
+    pub fn hard_targets(&self, labels: &[usize], classes: usize) -> Vec<usize> {
+        self.soft_targets(labels, classes)
+            .chunks(classes)
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map_or(0, |(i, _)| i)
+            })
+            .collect()
+    }
 }

@@ -21,14 +21,12 @@ use rand::seq::SliceRandom;
 use rand::{rngs::StdRng, SeedableRng};
 use salaug_augment::{Augmentation, Compare, HorizontalFlip, Rescale, Rotation, VerticalFlip};
 use salaug_core::metrics::{deletion_insertion, salient_order, spearman, top_fraction_iou};
-use salaug_core::{
-    ChannelReduction, Classifier, Explain, SaliencyKind, SaliencyLossConfig, SaliencyMethod,
-};
+use salaug_core::{ChannelReduction, Explain, SaliencyKind, SaliencyLossConfig, SaliencyMethod};
 use salaug_models::ops::with_running_stats;
 pub use salaug_spec::{EpochMetrics, HeldOut};
 
 use crate::data::{Batch, ImageBatcher, Images};
-use crate::trainee::Trainee;
+use crate::trainee::{accuracy, correct, per_channel, Trainee};
 
 /// Reads `metrics.csv` of a run directory (empty if absent).
 pub fn read_metrics(dir: &Path) -> Result<Vec<EpochMetrics>> {
@@ -121,7 +119,7 @@ pub fn evaluate<B: Backend>(
     for start in (0..set.len()).step_by(batch) {
         let idx: Vec<usize> = (start..(start + batch).min(set.len())).collect();
         let b: Batch<B> = batcher.try_make(idx, device)?;
-        correct += crate::trainee::accuracy(model, b.images, b.targets);
+        correct += accuracy(model, b.images, b.targets);
     }
     Ok(correct as f64 / set.len().max(1) as f64)
 }
@@ -154,7 +152,8 @@ impl Mean {
     }
 }
 
-fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+/// The values of a tensor on the host, as f32.
+pub(crate) fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
         .to_vec::<f32>()
@@ -181,9 +180,7 @@ pub fn held_out<B: Backend>(
     let panel = panel();
     let k = set.classes();
     let [c, _, _] = set.shape();
-    let mean: Vec<f32> = (0..c)
-        .map(|i| model.plan.0.mean[i.min(model.plan.0.mean.len() - 1)] as f32)
-        .collect();
+    let mean = per_channel::<B>(&model.plan.0.mean, c, device);
     let (mut aug_correct, mut panel_correct, mut panel_seen) = (0usize, 0usize, 0usize);
     let (mut rho, mut iou) = (Mean::default(), Mean::default());
     let [mut del, mut ins, mut del_r, mut ins_r] = std::array::from_fn(|_| Mean::default());
@@ -201,20 +198,11 @@ pub fn held_out<B: Backend>(
 
         // The run's augmentation: accuracy for the label with the largest weight.
         let aug = augment.run(x.clone(), &mut seed(1))?;
-        let soft = aug.labels.soft_targets(&labels, k);
-        let pred = host(model.logits(aug.images).argmax(1).float());
-        aug_correct += soft
-            .chunks(k)
-            .zip(pred)
-            .filter(|(row, p)| {
-                let best = row
-                    .iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .map_or(0, |(i, _)| i);
-                best == *p as usize
-            })
-            .count();
+        let hard: Vec<i64> = (aug.labels.hard_targets(&labels, k).into_iter())
+            .map(|l| l as i64)
+            .collect();
+        let hard = Tensor::<B, 1, Int>::from_data(TensorData::new(hard, [m]), device);
+        aug_correct += accuracy(model, aug.images, hard);
 
         // |gradient| maps in evaluation mode, of x and of each panel transform of x.
         let maps = |images: Tensor<B, 4>| -> Result<(Tensor<B, 4>, Tensor<B, 2>)> {
@@ -227,9 +215,7 @@ pub fn held_out<B: Backend>(
         for (i, t) in panel.iter().enumerate() {
             let out = t.run(x.clone(), &mut seed(2 + i as u64))?;
             let (s_t, logits) = maps(out.images)?;
-            panel_correct += crate::trainee::correct(logits, y.clone())
-                .into_scalar()
-                .elem::<f64>() as usize;
+            panel_correct += correct(logits, y.clone()).into_scalar().elem::<f64>() as usize;
             panel_seen += m;
             let pair = out.transfer.pair(s_x.clone(), s_t, Compare::Inverse)?;
             let (a, b) = (host(pair.reference), host(pair.other));
@@ -259,9 +245,7 @@ pub fn held_out<B: Backend>(
             o.shuffle(&mut rng);
             orders.push(o);
         }
-        let base = Tensor::<B, 1>::from_floats(mean.as_slice(), device)
-            .reshape([1, c, 1, 1])
-            .expand([2 * m, c, h, w]);
+        let base = mean.clone().expand([2 * m, c, h, w]);
         let both_labels: Vec<usize> = labels.iter().chain(&labels).copied().collect();
         let f = deletion_insertion(
             model,

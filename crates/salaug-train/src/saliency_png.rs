@@ -24,7 +24,7 @@ use salaug_models::ops::with_running_stats;
 
 use crate::data::Data;
 use crate::data::{ImageSet, Images};
-use crate::metrics::panel;
+use crate::metrics::{host, panel};
 use crate::trainee::Trainee;
 
 /// Reads `path` as a `[c, h, w]` byte image of the model's input shape.
@@ -53,10 +53,6 @@ fn write_png(path: &Path, img: image::RgbImage) -> Result<()> {
     img.save_with_format(&tmp, image::ImageFormat::Png)
         .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
-}
-
-fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec().expect("f32 values")
 }
 
 /// Predicted classes of `x` and the |maps| (max over channels) of the run's method for them,

@@ -183,13 +183,18 @@ impl<B: Backend> Trainee<B> {
         let c = images.dims()[1];
         let device = images.device();
         let p = &self.plan.0;
-        let col = |v: &[f64]| {
-            let v: Vec<f32> = (0..c).map(|i| v[i.min(v.len() - 1)] as f32).collect();
-            Tensor::<B, 1>::from_floats(v.as_slice(), &device).reshape([1, c, 1, 1])
-        };
-        (images - col(&p.mean)) / col(&p.std)
+        (images - per_channel(&p.mean, c, &device)) / per_channel(&p.std, c, &device)
     }
 }
+
+/// `[1, c, 1, 1]` of per-channel values `v` (the last one repeated when `v` is shorter, e.g.
+/// one gray value for replicated RGB channels).
+pub fn per_channel<B: Backend>(v: &[f64], c: usize, device: &B::Device) -> Tensor<B, 4> {
+    let v: Vec<f32> = (0..c).map(|i| v[i.min(v.len() - 1)] as f32).collect();
+    Tensor::<B, 1>::from_floats(v.as_slice(), device).reshape([1, c, 1, 1])
+}
+
+impl<B: Backend> Trainee<B> {}
 
 impl<B: Backend> Classifier<B> for Trainee<B> {
     fn logits(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
@@ -268,14 +273,10 @@ impl<B: Backend> Trainee<B> {
         weights.extend_from_slice(&soft);
         let weights: Vec<f32> = weights.into_iter().map(|w| w as f32).collect();
         let weights = Tensor::<B, 2>::from_data(TensorData::new(weights, [2 * n, k]), &device);
-        let mut targets: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
-        targets.extend(soft.chunks(k).map(|row| {
-            row.iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(i, _)| i as i64)
-                .unwrap_or(0)
-        }));
+        let targets: Vec<i64> = (batch.labels.iter().copied())
+            .chain(aug.labels.hard_targets(&batch.labels, k))
+            .map(|l| l as i64)
+            .collect();
         let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [2 * n]), &device);
         Ok(Prepared {
             images: Tensor::cat(vec![x, aug.images], 0),
