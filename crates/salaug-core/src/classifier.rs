@@ -25,6 +25,12 @@ pub trait Classifier<B: Backend>: Module<B> {
         Vec::new()
     }
 
+    /// The feature where Grad-CAM looks when no layer is given: by convention the last
+    /// convolutional stage. `None` (the default): Grad-CAM needs an explicit layer.
+    fn cam_layer(&self) -> Option<String> {
+        None
+    }
+
     /// Logits plus the features named in `taps`, in the order of `taps`, from one forward pass.
     ///
     /// Features are 4-D (`[batch, channels, h, w]`; pooled vectors are `[batch, channels, 1, 1]`).

@@ -33,6 +33,12 @@ pub enum Error {
         /// Why it is rejected and what is allowed.
         reason: &'static str,
     },
+    /// The model does not support what a saliency method needs from it.
+    #[error("unsupported: {what}")]
+    Unsupported {
+        /// What was asked and why the model cannot give it.
+        what: String,
+    },
 }
 
 /// Result alias of salaug-core.

@@ -49,10 +49,14 @@ pub use loss::{
 pub use normalize::MapNorm;
 pub use reduce::ChannelReduction;
 pub use saliency::{
-    Attribution, Explain, Gradient, InputXGradient, SaliencyKind, SaliencyMethod, SmoothGrad,
-    Target,
+    Attribution, DeconvNet, Explain, GradCam, Gradient, GuidedBackprop, GuidedGradCam,
+    InputXGradient, SaliencyKind, SaliencyMethod, SmoothGrad, Target,
 };
-pub use second_order::{input_gradient, lift, materialize, InputGradient, Lift, Outer};
+pub use second_order::hooks::{relu, tap, ReluRule};
+pub use second_order::{
+    input_gradient, layer_gradient, lift, materialize, ruled_input_gradient, InputGradient,
+    LayerGradient, Lift, Outer,
+};
 
 #[cfg(test)]
 pub(crate) mod tests {

@@ -8,13 +8,13 @@
 
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::activation::relu;
+use salaug_core::relu;
 
 use crate::ops::{
     avg_pool2d, batch_norm, conv, global_avg_pool, max_pool2d, scaled, BatchNorm, Linear,
     LinearConfig,
 };
-use crate::{Features, ModelConfig, Stem};
+use crate::{record, Features, ModelConfig, Stem};
 
 /// BN-ReLU-Conv1×1-BN-ReLU-Conv3×3, producing `growth` new channels.
 #[derive(Module, Debug)]
@@ -135,22 +135,22 @@ impl<B: Backend> DenseNet<B> {
         if self.stem_pool {
             x = max_pool2d(x, 3, 2, 1);
         }
-        features.push(("stem", x.clone()));
+        x = record(&mut features, "stem", x);
         let last = self.blocks.len() - 1;
         for (i, block) in self.blocks.iter().enumerate() {
             for layer in block {
                 x = layer.forward(x);
             }
             if i < last {
-                features.push((FEATURES[i + 1], x.clone()));
+                x = record(&mut features, FEATURES[i + 1], x);
                 x = self.transitions[i].forward(x);
             }
         }
         x = relu(self.norm5.forward(x));
-        features.push(("block4", x.clone()));
+        x = record(&mut features, "block4", x);
         let pooled = global_avg_pool(x);
         let [n, c] = pooled.dims();
-        features.push(("pool", pooled.clone().reshape([n, c, 1, 1])));
-        (self.classifier.forward(pooled), features)
+        let pooled = record(&mut features, "pool", pooled.reshape([n, c, 1, 1]));
+        (self.classifier.forward(pooled.reshape([n, c])), features)
     }
 }

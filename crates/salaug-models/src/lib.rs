@@ -231,6 +231,16 @@ impl<B: Backend> Model<B> {
         }
     }
 
+    /// The last convolutional stage: Grad-CAM's layer when none is given.
+    fn last_stage(&self) -> &'static str {
+        match self {
+            Model::ResNet(_) => "layer4",
+            Model::DenseNet(_) => "block4",
+            Model::Vgg(_) => "stage5",
+            Model::SmallCnn(_) => "block2",
+        }
+    }
+
     fn feature_list(&self) -> &'static [&'static str] {
         match self {
             Model::ResNet(_) => &resnet::FEATURES,
@@ -248,6 +258,10 @@ impl<B: Backend> Classifier<B> for Model<B> {
 
     fn feature_names(&self) -> Vec<String> {
         self.feature_list().iter().map(|s| s.to_string()).collect()
+    }
+
+    fn cam_layer(&self) -> Option<String> {
+        Some(self.last_stage().to_string())
     }
 
     fn logits_and_features(
@@ -280,6 +294,18 @@ impl<B: Backend> Classifier<B> for Model<B> {
 }
 
 salaug_core::impl_lift!(Model);
+
+/// Passes the named feature through [`salaug_core::tap`] (the hook of Grad-CAM) and records
+/// it; the rest of the forward continues from the returned tensor.
+fn record<B: Backend>(
+    features: &mut Features<B>,
+    name: &'static str,
+    x: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    let x = salaug_core::tap(name, x);
+    features.push((name, x.clone()));
+    x
+}
 
 /// The number of trainable parameters of `model`: tensors that require a gradient on the
 /// autodiff backend `B`. Unlike burn's `num_params`, BatchNorm running statistics (which burn

@@ -7,12 +7,12 @@
 
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::activation::relu;
+use salaug_core::relu;
 
 use crate::ops::{
     batch_norm, conv, global_avg_pool, max_pool2d, scaled, BatchNorm, Linear, LinearConfig,
 };
-use crate::{Features, ModelConfig, Stem};
+use crate::{record, Features, ModelConfig, Stem};
 
 /// The 1×1 convolution + BatchNorm on a residual shortcut that changes shape.
 #[derive(Module, Debug)]
@@ -198,16 +198,16 @@ impl<B: Backend> ResNet<B> {
         if self.stem_pool {
             x = max_pool2d(x, 3, 2, 1); // [n, 64w, h/4, w/4]
         }
-        features.push(("stem", x.clone()));
+        x = record(&mut features, "stem", x);
         for (name, stage) in FEATURES[1..5].iter().zip(&self.layers) {
             for block in stage {
                 x = block.forward(x);
             }
-            features.push((name, x.clone()));
+            x = record(&mut features, name, x);
         }
         let pooled = global_avg_pool(x); // [n, c]
         let [n, c] = pooled.dims();
-        features.push(("pool", pooled.clone().reshape([n, c, 1, 1])));
-        (self.fc.forward(pooled), features)
+        let pooled = record(&mut features, "pool", pooled.reshape([n, c, 1, 1]));
+        (self.fc.forward(pooled.reshape([n, c])), features)
     }
 }

@@ -7,12 +7,12 @@
 
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::activation::relu;
+use salaug_core::relu;
 
 use crate::ops::{
     adaptive_avg_pool2d, batch_norm, conv, max_pool2d, scaled, BatchNorm, Linear, LinearConfig,
 };
-use crate::{Features, ModelConfig, Stem};
+use crate::{record, Features, ModelConfig, Stem};
 
 /// Conv-BN-ReLU-max-pool ×2, adaptive average pooling to 4×4, linear.
 #[derive(Module, Debug)]
@@ -66,15 +66,14 @@ impl<B: Backend> SmallCnn<B> {
         } else {
             max_pool2d(x, 2, 2, 0)
         }; // [n, 32w, h/2, w/2] (small stem)
-        let b1 = x.clone();
+        let mut features = Vec::with_capacity(FEATURES.len());
+        let x = record(&mut features, "block1", x);
         let x = max_pool2d(relu(self.bn2.forward(self.conv2.forward(x))), 2, 2, 0); // [n, 64w, h/4, w/4]
-        let b2 = x.clone();
+        let x = record(&mut features, "block2", x);
         let pooled = adaptive_avg_pool2d(x, [HEAD, HEAD]); // [n, 64w, 4, 4]
+        let pooled = record(&mut features, "pool", pooled);
         let [n, c, _, _] = pooled.dims();
-        let logits = self
-            .fc
-            .forward(pooled.clone().reshape([n, c * HEAD * HEAD]));
-        let features = vec![("block1", b1), ("block2", b2), ("pool", pooled)];
+        let logits = self.fc.forward(pooled.reshape([n, c * HEAD * HEAD]));
         (logits, features)
     }
 }

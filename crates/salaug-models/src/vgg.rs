@@ -11,13 +11,13 @@
 use burn::nn::conv::Conv2d;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
+use salaug_core::relu;
 
 use crate::ops::{
     adaptive_avg_pool2d, batch_norm, conv, global_avg_pool, max_pool2d, scaled, BatchNorm, Linear,
     LinearConfig,
 };
-use crate::{Features, ModelConfig, Stem};
+use crate::{record, Features, ModelConfig, Stem};
 
 /// 3×3 convolution (with bias, as torchvision), BatchNorm, ReLU.
 #[derive(Module, Debug)]
@@ -133,13 +133,13 @@ impl<B: Backend> Vgg<B> {
             if !(small && i == last) {
                 x = max_pool2d(x, 2, 2, 0);
             }
-            features.push((FEATURES[i], x.clone()));
+            x = record(&mut features, FEATURES[i], x);
         }
         let logits = match &self.head {
             Head::ImageNet(head) => {
                 let pooled = adaptive_avg_pool2d(x, [7, 7]); // [n, c, 7, 7]
                 let [n, c, _, _] = pooled.dims();
-                features.push(("pool", pooled.clone()));
+                let pooled = record(&mut features, "pool", pooled);
                 let x = pooled.reshape([n, c * 49]);
                 let x = head.dropout.forward(relu(head.fc1.forward(x)));
                 let x = head.dropout.forward(relu(head.fc2.forward(x)));
@@ -148,8 +148,8 @@ impl<B: Backend> Vgg<B> {
             Head::Small(fc) => {
                 let pooled = global_avg_pool(x);
                 let [n, c] = pooled.dims();
-                features.push(("pool", pooled.clone().reshape([n, c, 1, 1])));
-                fc.forward(pooled)
+                let pooled = record(&mut features, "pool", pooled.reshape([n, c, 1, 1]));
+                fc.forward(pooled.reshape([n, c]))
             }
         };
         (logits, features)

@@ -1,6 +1,7 @@
 //! The model zoo must not use burn 0.21 operations that break under double backward:
 //! `nn::Linear`/`module::linear`, max/avg/adaptive pooling, `interpolate` (they panic) and
-//! `max_pool1d`, `repeat_dim`/`repeat` (silently wrong gradients). This scans every source file
+//! `max_pool1d`, `repeat_dim`/`repeat` (silently wrong gradients); and burn's own ReLU, which
+//! would bypass the ReLU hook of guided backpropagation and DeconvNet (`salaug_core::relu`). This scans every source file
 //! of the crate (non-test code, comments removed) and fails naming the file and the op.
 
 use std::path::Path;
@@ -23,6 +24,10 @@ const FORBIDDEN: &[&str] = &[
     "Interpolate",
     "repeat_dim",
     ".repeat(",
+    // burn's ReLU bypasses the hook of guided backpropagation and DeconvNet: models use
+    // `salaug_core::relu`.
+    "activation::relu",
+    "activation::{",
 ];
 
 /// The forbidden patterns found in `source`, ignoring comments and `#[cfg(test)]` code.
@@ -65,12 +70,15 @@ fn the_scanner_flags_each_kind_of_unsafe_op() {
         "let y = x.repeat_dim(1, 2);",
         "let y = interpolate(x, [8, 8], opts);",
         "let y = max_pool1d(x, 2, 2, 0, 1, false);",
+        "use burn::tensor::activation::relu;",
+        "use burn::tensor::{activation::{relu, gelu}, Tensor};",
     ] {
         assert!(!forbidden_in(bad).is_empty(), "not flagged: {bad}");
     }
     for fine in [
         "let y = crate::ops::max_pool2d(x, 3, 2, 1); // not nn::pool",
         "use crate::ops::{Linear, LinearConfig};",
+        "use salaug_core::relu;",
         "#[cfg(test)]\nmod tests { use burn::nn::Linear; }",
     ] {
         assert!(forbidden_in(fine).is_empty(), "flagged: {fine}");

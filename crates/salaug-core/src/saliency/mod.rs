@@ -5,22 +5,30 @@
 //! trainable (second order). [`SaliencyKind`] names the methods in configs; the whole
 //! `[x; T(x)] → L_sal` pipeline is [`SaliencyLoss::of_batch`](crate::SaliencyLoss::of_batch).
 //!
-//! Methods that change the backward rule of ReLU (guided backprop, DeconvNet) or need an inner
-//! layer's gradient (Grad-CAM) slot in as further units; they need a model hook and are not
-//! provided yet.
+//! Methods that change the backward rule of ReLU ([`GuidedBackprop`], [`DeconvNet`]) or need an
+//! inner feature's gradient ([`GradCam`], [`GuidedGradCam`]) reach into the model through its
+//! hooks ([`crate::relu`], [`crate::tap`]); every `salaug-models` model has them.
 
+mod deconvnet;
+mod grad_cam;
 mod gradient;
+mod guided_backprop;
+mod guided_grad_cam;
 mod input_x_gradient;
 mod smooth_grad;
 
+pub use deconvnet::DeconvNet;
+pub use grad_cam::{resize_bilinear, GradCam};
 pub use gradient::Gradient;
+pub use guided_backprop::GuidedBackprop;
+pub use guided_grad_cam::GuidedGradCam;
 pub use input_x_gradient::InputXGradient;
 pub use smooth_grad::SmoothGrad;
 
 use burn::tensor::{backend::Backend, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::second_order::Lift;
 
 /// The score a map explains: its input gradient is the map.
@@ -82,8 +90,8 @@ impl<'a, B: Backend> Explain<'a, B> {
 /// Raw saliency maps plus what the same forward pass produced.
 #[derive(Debug, Clone)]
 pub struct Attribution<B: Backend> {
-    /// Raw maps, `[batch, channels, height, width]` (reduce them with
-    /// [`ChannelReduction`](crate::ChannelReduction)).
+    /// Raw maps, `[batch, channels, height, width]`, or `[batch, 1, height, width]` for the
+    /// class activation maps (reduce them with [`ChannelReduction`](crate::ChannelReduction)).
     pub maps: Tensor<B, 4>,
     /// Logits of the images, `[batch, classes]`, usable for the classification loss.
     pub logits: Tensor<B, 2>,
@@ -109,7 +117,7 @@ pub trait SaliencyMethod {
     ///
     /// # Shapes
     /// - `images`: `[batch, channels, height, width]`
-    /// - maps: same shape as `images`
+    /// - maps: same shape as `images` (one channel for [`GradCam`])
     fn attribute<B: Backend, M: Lift<B>>(
         &self,
         model: &M,
@@ -131,8 +139,13 @@ impl<S: SaliencyMethod + ?Sized> SaliencyMethod for Box<S> {
 
 /// The saliency methods by name, for configs and the CLI.
 ///
-/// In TOML: `method = "gradient"`, `method = "input_x_gradient"`, or SmoothGrad around either,
+/// In TOML: `method = "gradient"`, `"input_x_gradient"`, `"guided_backprop"` or `"deconvnet"`;
+/// Grad-CAM at the model's default layer or a named one, `method = { grad_cam = {} }`,
+/// `method = { grad_cam = { layer = "layer4" } }` (and the same for `guided_grad_cam`); or
+/// SmoothGrad around any of them,
 /// `method = { smooth_grad = { of = "gradient", samples = 10, noise_level = 0.15 } }`.
+/// On the command line ([`str::parse`]): the same names, `grad_cam:layer4`, and
+/// `smooth_grad:<method>` (10 samples, noise level 0.15).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum SaliencyKind {
@@ -141,6 +154,15 @@ pub enum SaliencyKind {
     Gradient,
     /// Gradient × input.
     InputXGradient,
+    /// Guided backpropagation (the paper's eq. 4, first rule).
+    GuidedBackprop,
+    /// DeconvNet (the paper's eq. 4, second rule).
+    #[serde(rename = "deconvnet")]
+    DeconvNet,
+    /// Grad-CAM at a feature.
+    GradCam(GradCam),
+    /// Guided Grad-CAM: the guided map times Grad-CAM's, at a feature.
+    GuidedGradCam(GradCam),
     /// SmoothGrad: the mean map of noisy copies, around any method.
     SmoothGrad(SmoothGrad<Box<SaliencyKind>>),
 }
@@ -149,12 +171,65 @@ impl SaliencyKind {
     /// Checks the method's settings (SmoothGrad's sample count and noise level).
     pub fn validate(&self) -> Result<()> {
         match self {
-            SaliencyKind::Gradient | SaliencyKind::InputXGradient => Ok(()),
             SaliencyKind::SmoothGrad(s) => {
                 s.validate()?;
                 s.inner.validate()
             }
+            _ => Ok(()),
         }
+    }
+
+    /// The name on the command line, e.g. `gradient`, `grad_cam:layer4`,
+    /// `smooth_grad:guided_backprop` (SmoothGrad's settings are not part of it).
+    pub fn name(&self) -> String {
+        let cam = |base: &str, g: &GradCam| match &g.layer {
+            Some(layer) => format!("{base}:{layer}"),
+            None => base.to_string(),
+        };
+        match self {
+            SaliencyKind::Gradient => "gradient".into(),
+            SaliencyKind::InputXGradient => "input_x_gradient".into(),
+            SaliencyKind::GuidedBackprop => "guided_backprop".into(),
+            SaliencyKind::DeconvNet => "deconvnet".into(),
+            SaliencyKind::GradCam(g) => cam("grad_cam", g),
+            SaliencyKind::GuidedGradCam(g) => cam("guided_grad_cam", g),
+            SaliencyKind::SmoothGrad(s) => format!("smooth_grad:{}", s.inner.name()),
+        }
+    }
+}
+
+impl core::str::FromStr for SaliencyKind {
+    type Err = Error;
+
+    /// Parses [`SaliencyKind::name`]'s form.
+    fn from_str(text: &str) -> Result<Self> {
+        let (head, rest) = match text.split_once(':') {
+            Some((head, rest)) => (head, Some(rest)),
+            None => (text, None),
+        };
+        let layer = || GradCam {
+            layer: rest.map(str::to_string),
+        };
+        let kind = match (head, rest) {
+            ("gradient", None) => SaliencyKind::Gradient,
+            ("input_x_gradient", None) => SaliencyKind::InputXGradient,
+            ("guided_backprop", None) => SaliencyKind::GuidedBackprop,
+            ("deconvnet", None) => SaliencyKind::DeconvNet,
+            ("grad_cam", _) => SaliencyKind::GradCam(layer()),
+            ("guided_grad_cam", _) => SaliencyKind::GuidedGradCam(layer()),
+            ("smooth_grad", Some(inner)) => {
+                SaliencyKind::SmoothGrad(SmoothGrad::new(Box::new(inner.parse()?), 10))
+            }
+            _ => {
+                return Err(Error::InvalidSetting {
+                    name: "saliency method",
+                    value: text.to_string(),
+                    reason: "expected gradient, input_x_gradient, guided_backprop, deconvnet, \
+                             grad_cam[:layer], guided_grad_cam[:layer] or smooth_grad:<method>",
+                })
+            }
+        };
+        Ok(kind)
     }
 }
 
@@ -168,6 +243,12 @@ impl SaliencyMethod for SaliencyKind {
         match self {
             SaliencyKind::Gradient => Gradient.attribute(model, images, explain),
             SaliencyKind::InputXGradient => InputXGradient.attribute(model, images, explain),
+            SaliencyKind::GuidedBackprop => GuidedBackprop.attribute(model, images, explain),
+            SaliencyKind::DeconvNet => DeconvNet.attribute(model, images, explain),
+            SaliencyKind::GradCam(g) => g.attribute(model, images, explain),
+            SaliencyKind::GuidedGradCam(g) => {
+                GuidedGradCam(g.clone()).attribute(model, images, explain)
+            }
             SaliencyKind::SmoothGrad(s) => s.attribute(model, images, explain),
         }
     }
@@ -209,8 +290,57 @@ mod tests {
             })
         );
         s.validate().unwrap();
+        assert_eq!(
+            parse("method = \"guided_backprop\"").unwrap(),
+            SaliencyKind::GuidedBackprop
+        );
+        assert_eq!(
+            parse("method = \"deconvnet\"").unwrap(),
+            SaliencyKind::DeconvNet
+        );
+        assert_eq!(
+            parse("method = { grad_cam = {} }").unwrap(),
+            SaliencyKind::GradCam(GradCam::default())
+        );
+        assert_eq!(
+            parse("method = { guided_grad_cam = { layer = \"layer4\" } }").unwrap(),
+            SaliencyKind::GuidedGradCam(GradCam::at("layer4"))
+        );
+        assert!(parse("method = { grad_cam = { layers = \"x\" } }").is_err());
         assert!(parse("method = \"guided\"").is_err());
         assert!(parse("method = { smooth_grad = { of = \"gradient\", sample = 4 } }").is_err());
+    }
+
+    #[test]
+    fn command_line_names_round_trip() {
+        for name in [
+            "gradient",
+            "input_x_gradient",
+            "guided_backprop",
+            "deconvnet",
+            "grad_cam",
+            "grad_cam:layer4",
+            "guided_grad_cam:block2",
+            "smooth_grad:guided_backprop",
+            "smooth_grad:smooth_grad:grad_cam:pool",
+        ] {
+            let kind: SaliencyKind = name.parse().unwrap();
+            assert_eq!(kind.name(), name);
+        }
+        assert_eq!(
+            "grad_cam:stage5".parse::<SaliencyKind>().unwrap(),
+            SaliencyKind::GradCam(GradCam::at("stage5"))
+        );
+        for bad in [
+            "guided",
+            "gradient:x",
+            "smooth_grad",
+            "smooth_grad:nope",
+            "",
+        ] {
+            let err = bad.parse::<SaliencyKind>().unwrap_err().to_string();
+            assert!(err.contains("saliency method"), "{bad}: {err}");
+        }
     }
 
     #[test]

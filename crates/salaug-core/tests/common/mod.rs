@@ -1,18 +1,18 @@
 //! A small conv + BatchNorm + ReLU + pooling + linear classifier built from explicit seeded
-//! values, so the same network can be instantiated on any backend.
+//! values, so the same network can be instantiated on any backend. Its ReLUs and features go
+//! through salaug-core's hooks, so every saliency method works on it.
 #![allow(dead_code)]
 
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 use burn::tensor::backend::AutodiffBackend;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use salaug_core::{
-    ChannelReduction, Classifier, Distance, Error, Explain, MapNorm, MapPair, SaliencyKind,
-    SaliencyLossConfig,
+    relu, tap, ChannelReduction, Classifier, Distance, Error, Explain, MapNorm, MapPair,
+    SaliencyKind, SaliencyLossConfig,
 };
 
 pub fn uniform(rng: &mut StdRng, n: usize, scale: f64) -> Vec<f64> {
@@ -104,7 +104,8 @@ impl<B: Backend> TestNet<B> {
             .max_dim(5)
             .max_dim(3)
             .reshape([n, c, h / 2, w / 2]);
-        let x = relu(self.conv2.forward(pooled.clone())); // [n, 5, h/2, w/2]
+        let pooled = tap("pool1", pooled);
+        let x = tap("conv2", relu(self.conv2.forward(pooled.clone()))); // [n, 5, h/2, w/2]
         (pooled, x)
     }
 
@@ -122,6 +123,10 @@ impl<B: Backend> Classifier<B> for TestNet<B> {
 
     fn feature_names(&self) -> Vec<String> {
         vec!["pool1".into(), "conv2".into()]
+    }
+
+    fn cam_layer(&self) -> Option<String> {
+        Some("conv2".into())
     }
 
     fn logits_and_features(

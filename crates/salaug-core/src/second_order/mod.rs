@@ -18,6 +18,11 @@
 //!   running state in `from_inner`). [`input_gradient`] therefore writes them back into the
 //!   model when asked ([`Explain::update_running_stats`]), so that a training step needs one
 //!   forward only (the lifted one gives the logits and features at level `B` as well).
+//!
+//! Methods that change ReLU's backward rule (guided backpropagation, DeconvNet:
+//! [`ruled_input_gradient`]) or need the gradient at an inner feature (Grad-CAM:
+//! [`layer_gradient`]) reach into the model's forward through [`hooks`], which act on the outer
+//! level only.
 
 use burn::backend::Autodiff;
 use std::collections::{HashMap, HashSet};
@@ -26,8 +31,12 @@ use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, P
 use burn::tensor::{backend::Backend, Int, Tensor, TensorPrimitive};
 
 use crate::classifier::Classifier;
-use crate::error::{check_shape, Result};
+use crate::error::{check_shape, Error, Result};
 use crate::saliency::{Explain, Target};
+
+pub mod hooks;
+
+pub use hooks::ReluRule;
 
 /// The backend one autodiff level above `B`.
 pub type Outer<B> = Autodiff<B>;
@@ -120,20 +129,137 @@ pub fn input_gradient<B: Backend, M: Lift<B>>(
     images: Tensor<B, 4>,
     explain: &Explain<'_, B>,
 ) -> Result<InputGradient<B>> {
+    explaining_pass(model, images, explain, None, None).map(|pass| pass.input)
+}
+
+/// [`input_gradient`] with ReLU's backward rule replaced by `rule` (guided backpropagation or
+/// DeconvNet) in every ReLU the model computes with [`hooks::relu`]; the forward pass, the
+/// logits, the features and the level-`B` graph are the model's own.
+pub fn ruled_input_gradient<B: Backend, M: Lift<B>>(
+    model: &M,
+    images: Tensor<B, 4>,
+    explain: &Explain<'_, B>,
+    rule: ReluRule,
+) -> Result<InputGradient<B>> {
+    explaining_pass(model, images, explain, Some(rule), None).map(|pass| pass.input)
+}
+
+/// What one outer pass gives at a named feature, all at level `B`.
+#[derive(Debug, Clone)]
+pub struct LayerGradient<B: Backend> {
+    /// Logits of the forward pass, `[batch, classes]`; tracked at level `B`.
+    pub logits: Tensor<B, 2>,
+    /// The features requested as taps, in order; tracked at level `B`.
+    pub features: Vec<Tensor<B, 4>>,
+    /// The feature itself, `[batch, channels, h, w]`; tracked at level `B`.
+    pub activation: Tensor<B, 4>,
+    /// d score / d feature, same shape; its level-`B` graph reaches the parameters after the
+    /// feature.
+    pub gradient: Tensor<B, 4>,
+}
+
+/// The gradient of the target score at the model's feature `layer` (Grad-CAM's), with the
+/// feature, the logits and the requested features of the same forward; scores as in
+/// [`input_gradient`].
+///
+/// The model must pass that feature through [`hooks::tap`]: the outer backward starts at the
+/// score and stops at the feature, so it costs only the layers above it. Fails if `layer` is
+/// not one of the model's features or the forward did not tap it exactly once.
+pub fn layer_gradient<B: Backend, M: Lift<B>>(
+    model: &M,
+    images: Tensor<B, 4>,
+    explain: &Explain<'_, B>,
+    layer: &str,
+) -> Result<LayerGradient<B>> {
+    let pass = explaining_pass(model, images, explain, None, Some(layer))?;
+    let (activation, gradient) = pass.layer.expect("a layer was asked for");
+    Ok(LayerGradient {
+        logits: pass.input.logits,
+        features: pass.input.features,
+        activation,
+        gradient,
+    })
+}
+
+/// The results of [`explaining_pass`]: the logits and features, with the input gradient
+/// (zeros when a layer was asked for) or the layer's activation and gradient.
+struct Pass<B: Backend> {
+    input: InputGradient<B>,
+    layer: Option<(Tensor<B, 4>, Tensor<B, 4>)>,
+}
+
+/// The one outer pass behind [`input_gradient`], [`ruled_input_gradient`] and
+/// [`layer_gradient`]: lift, forward with the hooks, backward from the target score, write
+/// back the running statistics when asked.
+fn explaining_pass<B: Backend, M: Lift<B>>(
+    model: &M,
+    images: Tensor<B, 4>,
+    explain: &Explain<'_, B>,
+    rule: Option<ReluRule>,
+    layer: Option<&str>,
+) -> Result<Pass<B>> {
+    if let Some(name) = layer {
+        if !model.feature_names().iter().any(|f| f == name) {
+            return Err(Error::UnknownTap {
+                name: name.to_string(),
+                available: model.feature_names(),
+            });
+        }
+    }
     let lifted = lift(model);
-    let leaf = Tensor::<Outer<B>, 4>::from_inner(images).require_grad();
-    let (logits, features) = lifted.logits_and_features(leaf.clone(), explain.taps)?;
+    let leaf = Tensor::<Outer<B>, 4>::from_inner(images);
+    // At a layer, the outer backward stops there: the input need not be tracked.
+    let leaf = if layer.is_none() {
+        leaf.require_grad()
+    } else {
+        leaf
+    };
+    let captured: hooks::Captured<B> = Default::default();
+    let (logits, features) =
+        hooks::with_hooks::<B, _>(rule, layer.map(|name| (name, captured.clone())), || {
+            lifted.logits_and_features(leaf.clone(), explain.taps)
+        })?;
+    let tapped = match (layer, captured.borrow_mut().take()) {
+        (None, _) => None,
+        (Some(_), Some(Ok(tapped))) => Some(tapped),
+        (Some(name), found) => {
+            let how = if found.is_some() {
+                "more than once"
+            } else {
+                "never"
+            };
+            return Err(Error::Unsupported {
+                what: format!(
+                    "Grad-CAM at feature '{name}': the forward pass tapped it {how}; a model \
+                     supports Grad-CAM at a feature by passing it through salaug_core::tap \
+                     exactly once"
+                ),
+            });
+        }
+    };
     let grads = target_score(&explain.target, logits.clone())?.backward();
-    let gradient = leaf
-        .grad(&grads)
-        .expect("the images are an outer leaf that requires grad");
+    let layer = tapped.map(|tapped| {
+        let gradient = tapped
+            .grad(&grads)
+            .unwrap_or_else(|| tapped.clone().inner().detach().zeros_like());
+        (tapped.inner(), gradient)
+    });
+    let gradient = match layer {
+        None => leaf
+            .grad(&grads)
+            .expect("the images are an outer leaf that requires grad"),
+        Some(_) => leaf.inner().detach().zeros_like(),
+    };
     if explain.update_running_stats {
         commit_running_state(model, &lifted);
     }
-    Ok(InputGradient {
-        logits: logits.inner(),
-        features: features.into_iter().map(Tensor::inner).collect(),
-        gradient,
+    Ok(Pass {
+        input: InputGradient {
+            logits: logits.inner(),
+            features: features.into_iter().map(Tensor::inner).collect(),
+            gradient,
+        },
+        layer,
     })
 }
 

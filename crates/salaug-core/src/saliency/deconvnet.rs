@@ -1,0 +1,27 @@
+//! DeconvNet (Zeiler & Fergus 2014, https://arxiv.org/abs/1311.2901).
+
+use burn::tensor::{backend::Backend, Tensor};
+
+use super::{Attribution, Explain, SaliencyMethod};
+use crate::error::Result;
+use crate::second_order::{ruled_input_gradient, Lift, ReluRule};
+
+/// The input gradient with every ReLU passing back the positive part of its incoming gradient,
+/// whatever its forward input was: `R_in = (R > 0)·R` (the paper's eq. 4,
+/// [`ReluRule::Deconv`]).
+///
+/// Needs a model whose ReLUs are [`crate::relu`] (every `salaug-models` model); with any other
+/// ReLU the map is the plain gradient. Trainable as [`super::GuidedBackprop`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeconvNet;
+
+impl SaliencyMethod for DeconvNet {
+    fn attribute<B: Backend, M: Lift<B>>(
+        &self,
+        model: &M,
+        images: Tensor<B, 4>,
+        explain: &Explain<'_, B>,
+    ) -> Result<Attribution<B>> {
+        Ok(ruled_input_gradient(model, images, explain, ReluRule::Deconv)?.into())
+    }
+}
