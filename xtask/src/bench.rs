@@ -1,5 +1,5 @@
 //! `cargo xtask bench peer`: salaug's training step against the same step in PyTorch, side by
-//! side in one run.
+//! side in one run; `cargo xtask bench methods`: the same step with each saliency method.
 //!
 //! The step is the one `../shared/peers/torch_saliency_bench.py` defines (and
 //! `configs/bench-peer.toml` mirrors): 32 originals + their horizontal flips, train-mode
@@ -153,31 +153,9 @@ pub fn peer(opts: &PeerOptions) -> Result<String> {
         let (dw, di) = default_steps(arch);
         let (warmup, iters) = (opts.warmup.unwrap_or(dw), opts.iters.unwrap_or(di));
         let mut side = |strategy: &str| -> Result<StepTiming> {
-            eprintln!("salaug {arch} {strategy}: {warmup} warm-up + {iters} timed steps");
-            let mut cmd = Command::new(&bin);
-            cmd.current_dir(&root)
-                .env("RAYON_NUM_THREADS", opts.threads.to_string())
-                .args(["time", "--config"])
-                .arg(&config)
-                .args([
-                    "--warmup",
-                    &warmup.to_string(),
-                    "--iters",
-                    &iters.to_string(),
-                ])
-                .args(["--set", &format!("train.strategy={strategy}")]);
-            for s in &sets {
-                cmd.args(["--set", s]);
-            }
-            let out = cmd
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .with_context(|| format!("starting {}", bin.display()))?;
-            if !out.status.success() {
-                bail!("salaug time ({arch}, {strategy}) failed ({})", out.status);
-            }
-            let t = StepTiming::from_output(&String::from_utf8_lossy(&out.stdout))
-                .map_err(anyhow::Error::msg)?;
+            let mut sets = sets.clone();
+            sets.push(format!("train.strategy={strategy}"));
+            let t = time_step(&bin, &config, opts.threads, warmup, iters, &sets)?;
             raw.push(serde_json::to_value(&t)?);
             Ok(t)
         };
@@ -196,6 +174,121 @@ pub fn peer(opts: &PeerOptions) -> Result<String> {
     }
     let md = table(&rows, opts);
     let stem = root.join(&opts.out).join("bench-peer");
+    std::fs::write(stem.with_extension("md"), &md)
+        .with_context(|| format!("writing {}.md", stem.display()))?;
+    std::fs::write(
+        stem.with_extension("json"),
+        serde_json::to_string_pretty(&raw)?,
+    )?;
+    Ok(md)
+}
+
+/// `salaug time --config config --set …` in its own process with `threads` worker threads.
+fn time_step(
+    bin: &Path,
+    config: &Path,
+    threads: usize,
+    warmup: usize,
+    iters: usize,
+    sets: &[String],
+) -> Result<StepTiming> {
+    eprintln!(
+        "salaug time {}: {warmup} warm-up + {iters} timed steps",
+        sets.join(" ")
+    );
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(workspace_root())
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .args(["time", "--config"])
+        .arg(config)
+        .args([
+            "--warmup",
+            &warmup.to_string(),
+            "--iters",
+            &iters.to_string(),
+        ]);
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    if !out.status.success() {
+        bail!("salaug time {} failed ({})", sets.join(" "), out.status);
+    }
+    StepTiming::from_output(&String::from_utf8_lossy(&out.stdout)).map_err(anyhow::Error::msg)
+}
+
+/// The saliency methods of `cargo xtask bench methods`: (label, `loss.method` in TOML).
+const METHODS: [(&str, &str); 7] = [
+    ("gradient", "\"gradient\""),
+    ("input_x_gradient", "\"input_x_gradient\""),
+    ("guided_backprop", "\"guided_backprop\""),
+    ("deconvnet", "\"deconvnet\""),
+    ("grad_cam (last stage)", "{ grad_cam = {} }"),
+    ("guided_grad_cam (last stage)", "{ guided_grad_cam = {} }"),
+    (
+        "smooth_grad of gradient, 4 samples",
+        "{ smooth_grad = { of = \"gradient\", samples = 4 } }",
+    ),
+];
+
+/// `cargo xtask bench methods`: the training step of `configs/bench-peer.toml` (32 originals +
+/// 32 flips, β = 1) with each saliency method, against the plain gradient's, per model; each
+/// (model, method) in its own process, all in one sitting. Writes `results/bench-methods.md`
+/// and `.json`.
+pub fn methods(opts: &PeerOptions) -> Result<String> {
+    let root = workspace_root();
+    let download = ensure_fashion_mnist(None)?;
+    let bin = build_salaug("flex", download)?;
+    let config = root.join("configs/bench-peer.toml");
+    std::fs::create_dir_all(root.join(&opts.out))
+        .with_context(|| format!("creating {}", opts.out.display()))?;
+    let mut md = format!(
+        "Training step of configs/bench-peer.toml (32 originals + 32 flips, β = 1) per saliency \
+         method, {} threads; median ms over the timed steps, ratio to the gradient's step, peak \
+         memory over the baseline (MiB).\n\n\
+         | model | method | ms | ratio to gradient | peak MiB |\n|---|---|---|---|---|\n",
+        opts.threads
+    );
+    let mut raw = Vec::new();
+    for arch in &opts.models {
+        let (_, sets) = model_setup(arch)?;
+        let (dw, di) = default_steps(arch);
+        let (warmup, iters) = (opts.warmup.unwrap_or(dw), opts.iters.unwrap_or(di));
+        let mut row = |label: &str, extra: &[String], base: Option<f64>| -> Result<f64> {
+            let mut sets = sets.clone();
+            sets.extend_from_slice(extra);
+            let t = time_step(&bin, &config, opts.threads, warmup, iters, &sets)?;
+            let ratio = base.map_or("1.00".to_string(), |b| format!("{:.2}", t.median_ms / b));
+            md.push_str(&format!(
+                "| {arch} | {label} | {:.1} | {ratio} | {} |\n",
+                t.median_ms,
+                t.peak_over_baseline_mib()
+                    .map_or("–".to_string(), |v| format!("{v:.0}")),
+            ));
+            let mut value = serde_json::to_value(&t)?;
+            value["method"] = serde_json::Value::from(label);
+            raw.push(value);
+            Ok(t.median_ms)
+        };
+        let mut base = None;
+        for (label, method) in METHODS {
+            let ms = row(
+                label,
+                &["train.strategy=sal".into(), format!("loss.method={method}")],
+                base,
+            )?;
+            base.get_or_insert(ms);
+        }
+        row(
+            "none (ref: cross-entropy only)",
+            &["train.strategy=ref".into()],
+            base,
+        )?;
+    }
+    let stem = root.join(&opts.out).join("bench-methods");
     std::fs::write(stem.with_extension("md"), &md)
         .with_context(|| format!("writing {}.md", stem.display()))?;
     std::fs::write(

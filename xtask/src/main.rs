@@ -89,18 +89,20 @@ enum Command {
     Bench {
         /// `peer`: salaug's training step against the same step in PyTorch, side by side
         /// (`../shared/peers/torch_saliency_bench.py`; writes `results/bench-peer.md`);
+        /// `methods`: that step with each saliency method against the gradient
+        /// (`results/bench-methods.md`);
         /// `conv`: the convolution kernels per ResNet-18 layer (ms, GFLOP/s);
         /// `layers`: the twice-differentiable layers vs burn's ops (salaug-models);
         /// `step`: plain vs saliency training step of the salaug-core example network;
         /// `models`: plain vs saliency step of the zoo's models (SALAUG_BENCH_ARCHS);
         /// `data`: class-folder images/s decoded and augmented against the step's own
         /// (SALAUG_BENCH_IMAGES, _SIZE, _ARCH, _WORKERS, _BATCH, _DATA).
-        #[arg(value_parser = ["peer", "conv", "layers", "step", "models", "data"])]
+        #[arg(value_parser = ["peer", "methods", "conv", "layers", "step", "models", "data"])]
         what: String,
         /// CPU backend to measure (not `peer`, which measures the default build).
         #[arg(long, default_value = "flex", value_parser = ["flex", "ndarray"])]
         backend: String,
-        /// `peer`: models (small_cnn, resnet18, densenet121).
+        /// `peer`, `methods`: models (small_cnn, resnet18, densenet121).
         #[arg(long, value_delimiter = ',', default_values_t = ["small_cnn".to_string(), "resnet18".into(), "densenet121".into()])]
         models: Vec<String>,
         /// `peer`: threads of both sides.
@@ -226,6 +228,19 @@ fn main() -> Result<()> {
             python,
             no_torch,
         } => {
+            if what == "methods" {
+                let md = bench::methods(&bench::PeerOptions {
+                    models,
+                    threads,
+                    warmup,
+                    iters,
+                    script,
+                    python: None,
+                    out: "results".into(),
+                })?;
+                println!("{md}");
+                return Ok(());
+            }
             if what == "peer" {
                 let root = reproduce::workspace_root();
                 let script = root.join(script);

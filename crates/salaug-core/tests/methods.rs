@@ -271,12 +271,12 @@ fn hand_cam(image: &[f64], c: usize) -> Vec<f64> {
             .max(0.0)
     };
     let mut out = Vec::new();
-    for y in 0..4 {
-        for x in 0..4 {
+    for row in &UP {
+        for col in &UP {
             out.push(
                 (0..2)
                     .flat_map(|i| (0..2).map(move |j| (i, j)))
-                    .map(|(i, j)| UP[y][i] * UP[x][j] * cam(i, j))
+                    .map(|(i, j)| row[i] * col[j] * cam(i, j))
                     .sum(),
             );
         }
@@ -316,7 +316,7 @@ fn grad_cam_map_equals_a_hand_computed_one() {
 }
 
 #[test]
-fn grad_cam_errors_name_the_problem() {
+fn models_without_the_hooks_get_errors_that_say_so() {
     let (_, images) = cam_images();
     let explain = Explain::class(Tensor::from_data(
         TensorData::new(vec![0i64, 1], [2]),
@@ -342,6 +342,14 @@ fn grad_cam_errors_name_the_problem() {
         err.contains("never") && err.contains("salaug_core::tap"),
         "{err}"
     );
+    // A model with no hooked ReLU cannot give a guided or DeconvNet map.
+    for method in [SaliencyKind::GuidedBackprop, SaliencyKind::DeconvNet] {
+        let err = method
+            .attribute(&TinyCam::new(true), images.clone(), &explain)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("salaug_core::relu"), "{err}");
+    }
 }
 
 #[test]

@@ -265,3 +265,105 @@ fn full_size_imagenet_variants_train_through_saliency() {
         saliency_step_reaches_every_parameter(model, x, 1000);
     }
 }
+
+/// Every zoo model supports every saliency method: its ReLUs go through the guided/DeconvNet
+/// hook (the guided and DeconvNet maps differ from the gradient, so the rule was applied) and
+/// each named feature through the Grad-CAM tap (a map of the input's size, ≥ 0, at every
+/// feature and at the default layer); L_sal through Grad-CAM back-propagates to finite
+/// gradients. The VGG ImageNet head covers the ReLUs of its 2-D classifier layers.
+#[test]
+fn every_model_supports_every_saliency_method() {
+    use salaug_core::{DeconvNet, GradCam, Gradient, GuidedBackprop, SaliencyMethod};
+    let _rng = rng_lock();
+    let device = Default::default();
+    AD::seed(&device, 5);
+    let host = |t: Tensor<AD, 4>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+    let mut configs: Vec<ModelConfig> = Arch::ALL
+        .into_iter()
+        .map(|arch| ModelConfig::new(arch, Stem::Small, 3, 4).with_width(0.125))
+        .collect();
+    configs.push(ModelConfig::new(Arch::Vgg16Bn, Stem::ImageNet, 3, 4).with_width(1.0 / 16.0));
+    for config in configs {
+        let what = format!("{} {:?}", config.arch, config.stem);
+        let model = config.init::<AD>(&device);
+        let x = Tensor::<AD, 4>::random([2, 3, 32, 32], Distribution::Default, &device);
+        let explain = Explain::class(Tensor::from_data([1, 3], &device));
+        let grad = host(
+            Gradient
+                .attribute(&model, x.clone(), &explain)
+                .unwrap()
+                .maps,
+        );
+        let guided = host(
+            GuidedBackprop
+                .attribute(&model, x.clone(), &explain)
+                .unwrap()
+                .maps,
+        );
+        let deconv = host(
+            DeconvNet
+                .attribute(&model, x.clone(), &explain)
+                .unwrap()
+                .maps,
+        );
+        for (name, map) in [("guided", &guided), ("deconvnet", &deconv)] {
+            assert!(map.iter().all(|v| v.is_finite()), "{what}: {name}");
+            assert!(*map != grad, "{what}: the {name} rule was not applied");
+        }
+        let mut layers: Vec<Option<String>> = model.feature_names().into_iter().map(Some).collect();
+        layers.push(None);
+        for layer in layers {
+            let cam = GradCam {
+                layer: layer.clone(),
+            }
+            .attribute(&model, x.clone(), &explain)
+            .unwrap_or_else(|e| panic!("{what}: Grad-CAM at {layer:?}: {e}"))
+            .maps;
+            assert_eq!(cam.dims(), [2, 1, 32, 32], "{what} {layer:?}");
+            let cam = host(cam);
+            assert!(
+                cam.iter().all(|v| v.is_finite() && *v >= 0.0),
+                "{what}: Grad-CAM at {layer:?}"
+            );
+        }
+        let loss = SaliencyLossConfig::default().init().unwrap();
+        let both = Tensor::cat(vec![x.clone(), x.flip([3])], 0);
+        let explain = Explain::class(Tensor::from_data([1, 3, 1, 3], &device));
+        let l = loss
+            .of_batch(
+                &model,
+                &SaliencyKind::GradCam(GradCam::default()),
+                both,
+                &explain,
+                MapPair::flip_back,
+            )
+            .unwrap()
+            .loss;
+        let value: f32 = l.clone().into_scalar().elem();
+        assert!(value.is_finite(), "{what}: L_sal {value}");
+        let grads = l.backward();
+        let mut finite = FiniteGrads(&grads, 0, 0);
+        model.visit(&mut finite);
+        assert!(
+            finite.1 > 0 && finite.2 == 0,
+            "{what}: {} with a gradient, {} not finite",
+            finite.1,
+            finite.2
+        );
+    }
+}
+
+/// Counts parameters with a gradient and those whose gradient is not finite.
+struct FiniteGrads<'a>(&'a <AD as AutodiffBackend>::Gradients, usize, usize);
+
+impl ModuleVisitor<AD> for FiniteGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AD, D>>) {
+        if let Some(g) = param.val().grad(self.0) {
+            self.1 += 1;
+            let g = g.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+            if !g.iter().all(|v| v.is_finite()) {
+                self.2 += 1;
+            }
+        }
+    }
+}

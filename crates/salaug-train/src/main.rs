@@ -4,7 +4,7 @@
 //! salaug train --config configs/fmnist-sal.toml --set train.epochs=3 --out runs/sal
 //! salaug train --resume runs/sal          # continue a killed run
 //! salaug eval --run runs/sal
-//! salaug saliency --run runs/sal --test 8 --out maps/
+//! salaug saliency --run runs/sal --test 8 --out maps/ --method gradient guided_backprop grad_cam
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -53,6 +53,11 @@ enum Command {
         /// The run directory.
         #[arg(long)]
         run: PathBuf,
+        /// The saliency method of the held-out L_sal distance (default: the run's
+        /// `loss.method`), e.g. to measure a `ref` run with the method its `sal` twin trained
+        /// (gradient, guided_backprop, deconvnet, grad_cam[:layer], …).
+        #[arg(long)]
+        method: Option<salaug_core::SaliencyKind>,
     },
     /// Saliency maps of images as PNGs: per image the image, its map and an overlay, and one
     /// grid with every run side by side (e.g. `--run ref_dir --run sal_dir`), including the
@@ -75,6 +80,11 @@ enum Command {
         /// vertical_flip, rotation, rescale).
         #[arg(long, default_value = "rotation")]
         transform: String,
+        /// Also `methods.png`: each run's map with each of these methods (gradient,
+        /// input_x_gradient, guided_backprop, deconvnet, grad_cam[:layer],
+        /// guided_grad_cam[:layer], smooth_grad:<method>).
+        #[arg(long, num_args = 1..)]
+        method: Vec<salaug_core::SaliencyKind>,
     },
     /// Training curves of runs (loss terms, accuracies, map agreement, deletion/insertion,
     /// the held-out L_sal distance per epoch) as one SVG.
@@ -174,12 +184,14 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Eval { run } => {
+        Command::Eval { run, method } => {
             init_logging(None)?;
             let (config, data, model) = load_run::<Selected>(&run, &device)?;
             let acc = evaluate(&model, &data.test, 256, &device)?;
+            let method = method.unwrap_or_else(|| config.loss.method.clone());
             let cons = consistency(
                 &model,
+                &method,
                 &data.test,
                 config.metrics.consistency_images,
                 &device,
@@ -193,7 +205,7 @@ fn run(cli: Cli) -> Result<()> {
             )?;
             let epochs = read_metrics(&run)?.len();
             println!(
-                "{}: {} epochs; on {} test images: test accuracy {:.2}%, under the run's augmentation {:.2}%, under the panel {:.2}%; maps x vs T^-1(S(T(x))): Spearman {:.3}, top-10% IoU {:.3}; deletion AUC {:.3} (random order {:.3}), insertion AUC {:.3} (random order {:.3}); held-out L_sal distance {:.5}",
+                "{}: {} epochs; on {} test images: test accuracy {:.2}%, under the run's augmentation {:.2}%, under the panel {:.2}%; maps x vs T^-1(S(T(x))): Spearman {:.3}, top-10% IoU {:.3}; deletion AUC {:.3} (random order {:.3}), insertion AUC {:.3} (random order {:.3}); held-out L_sal distance ({}) {:.5}",
                 run.display(),
                 epochs,
                 data.test.len(),
@@ -206,6 +218,7 @@ fn run(cli: Cli) -> Result<()> {
                 h.deletion_auc_random,
                 h.insertion_auc,
                 h.insertion_auc_random,
+                method.name(),
                 cons
             );
         }
@@ -215,6 +228,7 @@ fn run(cli: Cli) -> Result<()> {
             test,
             out,
             transform,
+            method,
         } => {
             init_logging(None)?;
             if images.is_empty() && test == 0 {
@@ -239,8 +253,9 @@ fn run(cli: Cli) -> Result<()> {
                 data.get_or_insert(d);
             }
             let data = data.expect("at least one run");
-            let written =
-                saliency_png::write_maps(&runs, &data, &images, test, &transform, &out, &device)?;
+            let written = saliency_png::write_maps(
+                &runs, &data, &images, test, &transform, &method, &out, &device,
+            )?;
             println!("wrote {} files to {}", written, out.display());
         }
         Command::Plot { run, out } => {

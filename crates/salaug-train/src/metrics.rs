@@ -5,7 +5,8 @@
 //! - map agreement that is not the training objective: Spearman rank correlation and top-10 %
 //!   IoU of the |gradient| maps of `x` and `T⁻¹(S(T(x)))` over valid pixels, for the panel;
 //! - faithfulness of the |gradient| maps: deletion and insertion areas against a random order;
-//! - the training objective itself measured on held-out images ([`consistency`]), named for
+//! - the training objective itself measured on held-out images ([`consistency`], with the
+//!   run's saliency method), named for
 //!   what it is: `sal` minimises it, so it shows that the loss generalises, not that the
 //!   method helps.
 //!
@@ -52,11 +53,14 @@ pub fn panel() -> Vec<Augmentation> {
 }
 
 /// Saliency consistency on `images`: the mean over the [`panel`] of the MSE
-/// between min-max-normalised `S(x)` and `T⁻¹(S(T(x)))` (gradient maps, max over channels,
-/// valid pixels only), in chunks of 64 images. Lower is more consistent. BatchNorm uses batch
-/// statistics here, as in the training step's saliency pass.
+/// between min-max-normalised `S(x)` and `T⁻¹(S(T(x)))` (maps of `method`, the run's
+/// `loss.method` in its metrics, max over channels, valid pixels only), in chunks of 64 images.
+/// Lower is more consistent. BatchNorm uses batch statistics here, as in the training step's
+/// saliency pass. The backend's generator is seeded per chunk, so a method that draws noise
+/// (SmoothGrad) is a deterministic function of the weights here; the next epoch reseeds it.
 pub fn consistency<B: Backend>(
     model: &Trainee<B>,
+    method: &SaliencyKind,
     set: &Arc<Images>,
     count: usize,
     device: &B::Device,
@@ -73,13 +77,15 @@ pub fn consistency<B: Backend>(
     let batcher = ImageBatcher::new(Arc::clone(set));
     let mut total = 0.0;
     let mut parts = 0usize;
-    for t in panel() {
+    for (k, t) in panel().into_iter().enumerate() {
         let mut rng = StdRng::seed_from_u64(0);
         for start in (0..n).step_by(64) {
             let idx: Vec<usize> = (start..(start + 64).min(n)).collect();
             if idx.len() < 2 {
                 continue;
             }
+            // A method that draws noise (SmoothGrad) draws the same noise for every model.
+            B::seed(device, (k * n + start) as u64);
             let m = idx.len();
             let Batch {
                 images: x,
@@ -90,13 +96,9 @@ pub fn consistency<B: Backend>(
             let both = Tensor::cat(vec![x, aug.images], 0);
             let explain = Explain::class(Tensor::cat(vec![y.clone(), y], 0));
             let d = loss
-                .of_batch(
-                    model,
-                    &SaliencyKind::Gradient,
-                    both,
-                    &explain,
-                    |s, s_aug| aug.transfer.pair(s, s_aug, Compare::Inverse),
-                )?
+                .of_batch(model, method, both, &explain, |s, s_aug| {
+                    aug.transfer.pair(s, s_aug, Compare::Inverse)
+                })?
                 .loss;
             total += d.into_scalar().elem::<f64>() * m as f64;
             parts += m;

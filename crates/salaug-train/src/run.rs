@@ -191,6 +191,7 @@ where
         }
         let consistency = consistency(
             &trained,
+            &config.loss.method,
             &data.test,
             config.metrics.consistency_images,
             device,
@@ -254,8 +255,8 @@ where
 }
 
 /// One training step on the first batch, before the Learner starts: a configuration that
-/// cannot train (an augmentation without the comparison asked for, a feature tap the model
-/// lacks, a shape that does not fit) is reported as an error instead of a panic mid-run.
+/// cannot train (an augmentation without the comparison asked for, a feature tap or Grad-CAM
+/// layer the model lacks, a shape that does not fit) is reported as an error instead of a panic mid-run.
 fn preflight<B: Backend>(config: &RunConfig, data: &Data, device: &B::Device) -> Result<()> {
     let model = build_model::<Autodiff<B>>(config, data, device)?;
     if data.train.len() < 2 || data.test.is_empty() {
@@ -275,6 +276,11 @@ fn preflight<B: Backend>(config: &RunConfig, data: &Data, device: &B::Device) ->
     if !v.is_finite() {
         bail!("the loss of the first images is {v}");
     }
+    // The held-out saliency distance uses the run's method whatever the strategy (a `ref` run
+    // is measured with the method its `sal` twin trains): check it runs, e.g. that a Grad-CAM
+    // layer exists.
+    crate::metrics::consistency(&model, &config.loss.method, &data.test, 2, device)
+        .context("the held-out saliency distance cannot run with loss.method")?;
     model.plan.take_tallies::<B>();
     Ok(())
 }

@@ -6,9 +6,12 @@
 //!   transform and `T⁻¹` of the map of `T(x)` (what `L_sal` compares with the map of `x`;
 //!   pixels without a source are dark blue). `grid.txt` names the columns.
 //!
+//! - With `--method` (any number): `methods.png`, one row per image: the image, then for each
+//!   run each method's map side by side (`methods.txt` names the columns).
+//!
 //! A map explains the model's predicted class of `x` with the run's saliency method
-//! (`loss.method`; for the gradient, the input gradient of that logit), absolute value, max
-//! over channels, min-max scaled per image (over valid pixels). The model runs in evaluation
+//! (`loss.method`; for the gradient, the input gradient of that logit) or the one asked for,
+//! absolute value, max over channels, min-max scaled per image (over valid pixels). The model runs in evaluation
 //! mode (BatchNorm with running statistics), the maps included, so each image's map depends on
 //! that image only.
 
@@ -19,7 +22,7 @@ use burn::prelude::*;
 use image::imageops::FilterType;
 use rand::{rngs::StdRng, SeedableRng};
 use salaug_augment::Compare;
-use salaug_core::{ChannelReduction, Classifier, Explain, SaliencyMethod};
+use salaug_core::{ChannelReduction, Classifier, Explain, SaliencyKind, SaliencyMethod};
 use salaug_models::ops::with_running_stats;
 
 use crate::data::Data;
@@ -55,15 +58,15 @@ fn write_png(path: &Path, img: image::RgbImage) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Predicted classes of `x` and the |maps| (max over channels) of the run's method for them,
-/// in evaluation mode; `[n·h·w]`.
+/// Predicted classes of `x` and the |maps| (max over channels) of `method` for them, in
+/// evaluation mode; `[n·h·w]`.
 fn maps_of<B: Backend>(
     model: &Trainee<B>,
+    method: &SaliencyKind,
     x: Tensor<B, 4>,
     classes: Option<Tensor<B, 1, Int>>,
 ) -> Result<(Tensor<B, 1, Int>, Tensor<B, 4>)> {
     let classes = classes.unwrap_or_else(|| model.logits(x.clone()).argmax(1).flatten::<1>(0, 1));
-    let method = &model.plan.0.config.loss.method;
     let raw = with_running_stats(|| method.attribute(model, x, &Explain::class(classes.clone())))?;
     Ok((classes, ChannelReduction::AbsMax.forward(raw.maps)))
 }
@@ -161,14 +164,16 @@ fn gather(data: &Data, files: &[PathBuf], test: usize) -> Result<(Images, Vec<St
 
 /// Writes the per-image PNGs of the first run and `grid.png` (with `grid.txt`) of all `runs`
 /// (label, model) into `out`, for the files in `files` and the first `test` test images;
-/// `transform` names the panel transform of the warped-back column. Returns the number of
-/// PNG files written.
+/// `transform` names the panel transform of the warped-back column. With `methods`, also
+/// `methods.png` (with `methods.txt`). Returns the number of PNG files written.
+#[allow(clippy::too_many_arguments)]
 pub fn write_maps<B: Backend>(
     runs: &[(String, Trainee<B>)],
     data: &Data,
     files: &[PathBuf],
     test: usize,
     transform: &str,
+    methods: &[SaliencyKind],
     out: &Path,
     device: &B::Device,
 ) -> Result<usize> {
@@ -197,8 +202,9 @@ pub fn write_maps<B: Backend>(
     // Per run: predicted classes, scaled maps of x, scaled warped-back maps of T(x).
     let mut columns = Vec::new();
     for (label, model) in runs {
-        let (pred, s_x) = maps_of(model, x.clone(), None)?;
-        let (_, s_t) = maps_of(model, tx.images.clone(), Some(pred.clone()))?;
+        let method = &model.plan.0.config.loss.method;
+        let (pred, s_x) = maps_of(model, method, x.clone(), None)?;
+        let (_, s_t) = maps_of(model, method, tx.images.clone(), Some(pred.clone()))?;
         let pair = tx.transfer.pair(s_x.clone(), s_t, Compare::Inverse)?;
         let (a, b) = (host(s_x), host(pair.other));
         let mask = pair.mask.map(host);
@@ -231,15 +237,7 @@ pub fn write_maps<B: Backend>(
         }
     }
     // The grid: image | per run: map, overlay, T(x), T^-1(map of T(x)).
-    let zoom = (112 / h.max(w)).max(1) as u32;
-    let (tw, th) = (w as u32 * zoom, h as u32 * zoom);
-    let gap = 4;
-    let cols = 1 + 4 * runs.len() as u32;
-    let mut grid = image::RgbImage::from_pixel(
-        cols * (tw + gap) + gap * runs.len() as u32,
-        n as u32 * (th + gap),
-        image::Rgb([255, 255, 255]),
-    );
+    let mut rows = Vec::new();
     for i in 0..n {
         let img = set.image(i)?;
         let tile = Tile { img: &img, c, h, w };
@@ -258,17 +256,9 @@ pub fn write_maps<B: Backend>(
                 t_img.map(&back[i]),
             ]);
         }
-        for (j, t) in tiles.into_iter().enumerate() {
-            let big = image::imageops::resize(&t, tw, th, FilterType::Nearest);
-            let run_gap = if j == 0 {
-                0
-            } else {
-                gap * ((j as u32 - 1) / 4 + 1)
-            };
-            let x0 = j as u32 * (tw + gap) + run_gap;
-            image::imageops::overlay(&mut grid, &big, x0 as i64, (i as u32 * (th + gap)) as i64);
-        }
+        rows.push(tiles);
     }
+    let grid = paste(&rows, 4, [h, w]);
     write_png(&out.join("grid.png"), grid)?;
     written += 1;
     let mut legend = String::from("grid.png: one row per image; columns: image");
@@ -283,5 +273,86 @@ pub fn write_maps<B: Backend>(
     legend.push('\n');
     std::fs::write(out.join("grid.txt"), legend)
         .with_context(|| format!("writing {}", out.join("grid.txt").display()))?;
+    if !methods.is_empty() {
+        written += write_method_grid(runs, methods, &set, &names, &x, out)?;
+    }
     Ok(written)
+}
+
+/// `methods.png` and `methods.txt`: per image, the image and each run's map for each method
+/// (each run explains its own predicted class).
+fn write_method_grid<B: Backend>(
+    runs: &[(String, Trainee<B>)],
+    methods: &[SaliencyKind],
+    set: &Images,
+    names: &[String],
+    x: &Tensor<B, 4>,
+    out: &Path,
+) -> Result<usize> {
+    let [c, h, w] = set.shape();
+    let hw = h * w;
+    let n = names.len();
+    let mut maps = Vec::new(); // per run, per method: scaled maps per image
+    let mut legend = String::from("methods.png: one row per image; columns: image");
+    for (label, model) in runs {
+        let mut pred = None;
+        for method in methods {
+            let (p, s) = maps_of(model, method, x.clone(), pred.clone())
+                .with_context(|| format!("[{label}] saliency method {}", method.name()))?;
+            pred.get_or_insert(p);
+            let s = host(s);
+            maps.push(
+                (0..n)
+                    .map(|i| scaled(&s[i * hw..(i + 1) * hw], None))
+                    .collect::<Vec<_>>(),
+            );
+            legend.push_str(&format!(" | [{label}] {}", method.name()));
+        }
+    }
+    let mut rows = Vec::new();
+    for i in 0..n {
+        let img = set.image(i)?;
+        let tile = Tile { img: &img, c, h, w };
+        let mut tiles = vec![tile.image()];
+        tiles.extend(maps.iter().map(|m| tile.map(&m[i])));
+        rows.push(tiles);
+    }
+    write_png(
+        &out.join("methods.png"),
+        paste(&rows, methods.len(), [h, w]),
+    )?;
+    legend.push_str("\nrows: ");
+    legend.push_str(&names.join(", "));
+    legend.push('\n');
+    std::fs::write(out.join("methods.txt"), legend)
+        .with_context(|| format!("writing {}", out.join("methods.txt").display()))?;
+    Ok(1)
+}
+
+/// One picture of `rows` of equal-size tiles, enlarged to about 112 pixels: a gap between
+/// tiles, and a double gap after the first column and after every `group` columns after it.
+fn paste(rows: &[Vec<image::RgbImage>], group: usize, [h, w]: [usize; 2]) -> image::RgbImage {
+    let zoom = (112 / h.max(w)).max(1) as u32;
+    let (tw, th) = (w as u32 * zoom, h as u32 * zoom);
+    let gap = 4;
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0) as u32;
+    let groups = (cols.saturating_sub(1)).div_ceil(group.max(1) as u32);
+    let mut grid = image::RgbImage::from_pixel(
+        cols * (tw + gap) + gap * groups,
+        rows.len() as u32 * (th + gap),
+        image::Rgb([255, 255, 255]),
+    );
+    for (i, tiles) in rows.iter().enumerate() {
+        for (j, t) in tiles.iter().enumerate() {
+            let big = image::imageops::resize(t, tw, th, FilterType::Nearest);
+            let group_gap = if j == 0 {
+                0
+            } else {
+                gap * ((j as u32 - 1) / group.max(1) as u32 + 1)
+            };
+            let x0 = j as u32 * (tw + gap) + group_gap;
+            image::imageops::overlay(&mut grid, &big, x0 as i64, (i as u32 * (th + gap)) as i64);
+        }
+    }
+    grid
 }

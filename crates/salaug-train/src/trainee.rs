@@ -203,6 +203,9 @@ impl<B: Backend> Classifier<B> for Trainee<B> {
     fn feature_names(&self) -> Vec<String> {
         self.model.feature_names()
     }
+    fn cam_layer(&self) -> Option<String> {
+        self.model.cam_layer()
+    }
     fn logits_and_features(
         &self,
         images: Tensor<B, 4>,

@@ -10,8 +10,8 @@ use crate::second_order::{ruled_input_gradient, Lift, ReluRule};
 /// whatever its forward input was: `R_in = (R > 0)·R` (the paper's eq. 4,
 /// [`ReluRule::Deconv`]).
 ///
-/// Needs a model whose ReLUs are [`crate::relu`] (every `salaug-models` model); with any other
-/// ReLU the map is the plain gradient. Trainable as [`super::GuidedBackprop`].
+/// Needs a model whose ReLUs are [`crate::relu`] (every `salaug-models` model); a forward
+/// that computes no ReLU through it is an error. Trainable as [`super::GuidedBackprop`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DeconvNet;
 

@@ -9,9 +9,9 @@ use crate::second_order::{ruled_input_gradient, Lift, ReluRule};
 /// The input gradient with every ReLU passing back only positive gradient where its input was
 /// positive: `R_in = (f > 0)·(R > 0)·R` (the paper's eq. 4, [`ReluRule::Guided`]).
 ///
-/// Needs a model whose ReLUs are [`crate::relu`] (every `salaug-models` model); with any other
-/// ReLU the map is the plain gradient. Trainable: the masks are constants almost everywhere,
-/// so the map's derivative in the weights is that of the masked chain of weights.
+/// Needs a model whose ReLUs are [`crate::relu`] (every `salaug-models` model); a forward
+/// that computes no ReLU through it is an error. Trainable: the masks are constants almost
+/// everywhere, so the map's derivative in the weights is that of the masked chain of weights.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GuidedBackprop;
 

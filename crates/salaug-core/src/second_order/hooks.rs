@@ -22,7 +22,7 @@
 //! ([`with_hooks`]); nothing leaks into other threads or later passes.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -92,12 +92,12 @@ pub fn tap<B: Backend>(name: &str, x: Tensor<B, 4>) -> Tensor<B, 4> {
 /// Where [`with_hooks`] leaves the leaf that replaced a tapped feature.
 pub(crate) type Captured<B> = Rc<RefCell<Option<Result<Tensor<Outer<B>, 4>, ()>>>>;
 
-/// Runs `f` (a forward pass at level `Outer<B>`) with the ReLU rule `rule` and, if `layer` is
-/// given, the feature `layer.0` replaced by an outer leaf that is stored in `layer.1`
-/// (`Err(())` when the forward tapped that name twice). The previous hooks are restored
-/// afterwards, also on panic.
+/// Runs `f` (a forward pass at level `Outer<B>`) with the ReLU rule `rule.0` (counting the
+/// ReLUs it applied to in `rule.1`) and, if `layer` is given, the feature `layer.0` replaced by
+/// an outer leaf that is stored in `layer.1` (`Err(())` when the forward tapped that name
+/// twice). The previous hooks are restored afterwards, also on panic.
 pub(crate) fn with_hooks<B: Backend, R>(
-    rule: Option<ReluRule>,
+    rule: Option<(ReluRule, Rc<Cell<usize>>)>,
     layer: Option<(&str, Captured<B>)>,
     f: impl FnOnce() -> R,
 ) -> R {
@@ -109,13 +109,15 @@ pub(crate) fn with_hooks<B: Backend, R>(
         }
     }
     let hooks = Hooks {
-        relu: rule.map(|rule| -> ReluHook {
+        relu: rule.map(|(rule, count)| -> ReluHook {
             Box::new(move |slot: &mut dyn Any| {
-                rule_on::<B, 1>(rule, slot)
+                let applied = rule_on::<B, 1>(rule, slot)
                     || rule_on::<B, 2>(rule, slot)
                     || rule_on::<B, 3>(rule, slot)
                     || rule_on::<B, 4>(rule, slot)
-                    || rule_on::<B, 5>(rule, slot)
+                    || rule_on::<B, 5>(rule, slot);
+                count.set(count.get() + applied as usize);
+                applied
             })
         }),
         tap: layer.map(|(name, captured)| -> TapHook {

@@ -25,7 +25,9 @@
 //! level only.
 
 use burn::backend::Autodiff;
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{backend::Backend, Int, Tensor, TensorPrimitive};
@@ -134,7 +136,8 @@ pub fn input_gradient<B: Backend, M: Lift<B>>(
 
 /// [`input_gradient`] with ReLU's backward rule replaced by `rule` (guided backpropagation or
 /// DeconvNet) in every ReLU the model computes with [`hooks::relu`]; the forward pass, the
-/// logits, the features and the level-`B` graph are the model's own.
+/// logits, the features and the level-`B` graph are the model's own. Fails if the forward
+/// computed no ReLU through the hook (the map would silently be the plain gradient).
 pub fn ruled_input_gradient<B: Backend, M: Lift<B>>(
     model: &M,
     images: Tensor<B, 4>,
@@ -215,10 +218,21 @@ fn explaining_pass<B: Backend, M: Lift<B>>(
         leaf
     };
     let captured: hooks::Captured<B> = Default::default();
-    let (logits, features) =
-        hooks::with_hooks::<B, _>(rule, layer.map(|name| (name, captured.clone())), || {
-            lifted.logits_and_features(leaf.clone(), explain.taps)
-        })?;
+    let ruled = Rc::new(Cell::new(0));
+    let (logits, features) = hooks::with_hooks::<B, _>(
+        rule.map(|rule| (rule, ruled.clone())),
+        layer.map(|name| (name, captured.clone())),
+        || lifted.logits_and_features(leaf.clone(), explain.taps),
+    )?;
+    if let (Some(rule), 0) = (rule, ruled.get()) {
+        return Err(Error::Unsupported {
+            what: format!(
+                "the {rule:?} ReLU rule: the forward pass computed no ReLU through \
+                 salaug_core::relu; a model supports guided backpropagation and DeconvNet by \
+                 writing its ReLUs with it"
+            ),
+        });
+    }
     let tapped = match (layer, captured.borrow_mut().take()) {
         (None, _) => None,
         (Some(_), Some(Ok(tapped))) => Some(tapped),
