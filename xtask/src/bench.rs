@@ -173,14 +173,19 @@ pub fn peer(opts: &PeerOptions) -> Result<String> {
         });
     }
     let md = table(&rows, opts);
-    let stem = root.join(&opts.out).join("bench-peer");
-    std::fs::write(stem.with_extension("md"), &md)
+    write_results(&root.join(&opts.out).join("bench-peer"), &md, &raw)?;
+    Ok(md)
+}
+
+/// `stem.md` (the table) and `stem.json` (the raw records).
+fn write_results(stem: &Path, md: &str, raw: &[serde_json::Value]) -> Result<()> {
+    std::fs::write(stem.with_extension("md"), md)
         .with_context(|| format!("writing {}.md", stem.display()))?;
     std::fs::write(
         stem.with_extension("json"),
-        serde_json::to_string_pretty(&raw)?,
-    )?;
-    Ok(md)
+        serde_json::to_string_pretty(raw)?,
+    )
+    .with_context(|| format!("writing {}.json", stem.display()))
 }
 
 /// `salaug time --config config --set …` in its own process with `threads` worker threads.
@@ -288,13 +293,7 @@ pub fn methods(opts: &PeerOptions) -> Result<String> {
             base,
         )?;
     }
-    let stem = root.join(&opts.out).join("bench-methods");
-    std::fs::write(stem.with_extension("md"), &md)
-        .with_context(|| format!("writing {}.md", stem.display()))?;
-    std::fs::write(
-        stem.with_extension("json"),
-        serde_json::to_string_pretty(&raw)?,
-    )?;
+    write_results(&root.join(&opts.out).join("bench-methods"), &md, &raw)?;
     Ok(md)
 }
 

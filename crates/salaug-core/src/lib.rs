@@ -36,6 +36,7 @@ pub mod loss;
 pub mod metrics;
 pub mod normalize;
 pub mod reduce;
+pub mod resample;
 pub mod saliency;
 pub mod second_order;
 

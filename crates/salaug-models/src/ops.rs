@@ -213,17 +213,14 @@ pub fn adaptive_avg_pool2d<B: Backend>(
     x: Tensor<B, 4>,
     [out_h, out_w]: [usize; 2],
 ) -> Tensor<B, 4> {
-    let [n, c, h, w] = x.dims();
+    let [_, _, h, w] = x.dims();
     if (h, w) == (out_h, out_w) {
         return x;
     }
     let device = x.device();
-    let cols = averaging_matrix::<B>(w, out_w, &device); // [w, out_w]
-    let rows = averaging_matrix::<B>(h, out_h, &device); // [h, out_h]
-    let x = x.reshape([n * c * h, w]).matmul(cols); // [n·c·h, out_w]
-    let x = x.reshape([n, c, h, out_w]).swap_dims(2, 3); // [n, c, out_w, h]
-    let x = x.reshape([n * c * out_w, h]).matmul(rows); // [n·c·out_w, out_h]
-    x.reshape([n, c, out_w, out_h]).swap_dims(2, 3)
+    let rows = averaging_matrix::<B>(h, out_h, &device);
+    let cols = averaging_matrix::<B>(w, out_w, &device);
+    salaug_core::resample::separable(x, rows, cols)
 }
 
 /// `[len, out]` matrix whose column `i` averages PyTorch's adaptive window `i`.

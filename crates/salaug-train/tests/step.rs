@@ -1,5 +1,6 @@
 //! The training step on small synthetic batches: every strategy's terms, soft labels of mixing
-//! augmentations, and the saliency term alone reaching every parameter (second order).
+//! augmentations, every saliency method with every augmentation, and the saliency term alone
+//! reaching every parameter (second order).
 
 use std::sync::Arc;
 
@@ -143,6 +144,47 @@ fn mixing_augmentations_train_with_soft_labels_and_expected_maps() {
     ]);
     let model = build_model::<AB>(&c, &d, &device).unwrap();
     assert!(model.losses(&batch).is_err());
+}
+
+/// Every saliency method trains with every augmentation: its maps go through the inverse warp
+/// of the geometric ones and the expected map of the mixing ones.
+#[test]
+fn every_method_trains_with_every_augmentation() {
+    let device = Default::default();
+    let d = data();
+    let batch = ImageBatcher::new(d.train.clone()).make::<AB>((0..8).collect(), &device);
+    let methods = [
+        "\"guided_backprop\"",
+        "\"deconvnet\"",
+        "{ grad_cam = {} }",
+        "{ guided_grad_cam = { layer = \"block1\" } }",
+        "{ smooth_grad = { of = { grad_cam = {} }, samples = 2 } }",
+    ];
+    let mut kinds: Vec<&str> = salaug_augment::Augmentation::UNITS.to_vec();
+    kinds.extend(["combined", "affine", "simclr"]);
+    for method in methods {
+        for kind in &kinds {
+            let c = config(&[
+                "train.strategy=\"sal\"",
+                &format!("augment={{kind=\"{kind}\"}}"),
+                &format!("loss.method={method}"),
+            ]);
+            let model = build_model::<AB>(&c, &d, &device).unwrap();
+            let l = model
+                .losses(&batch)
+                .unwrap_or_else(|e| panic!("{method} with {kind}: {e:#}"));
+            let sal = scalar(l.sal.expect("a sal step has L_sal"));
+            assert!(sal.is_finite(), "{method} with {kind}: L_sal {sal}");
+            let grads = l.total.backward();
+            let mut v = CountGrads::<AB> {
+                grads: &grads,
+                with: 0,
+                without: 0,
+            };
+            model.visit(&mut v);
+            assert!(v.with > 0, "{method} with {kind}: no gradient");
+        }
+    }
 }
 
 struct CountGrads<'a, B: AutodiffBackend> {

@@ -18,7 +18,7 @@ mod input_x_gradient;
 mod smooth_grad;
 
 pub use deconvnet::DeconvNet;
-pub use grad_cam::{resize_bilinear, GradCam};
+pub use grad_cam::GradCam;
 pub use gradient::Gradient;
 pub use guided_backprop::GuidedBackprop;
 pub use guided_grad_cam::GuidedGradCam;

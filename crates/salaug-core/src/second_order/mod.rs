@@ -131,7 +131,7 @@ pub fn input_gradient<B: Backend, M: Lift<B>>(
     images: Tensor<B, 4>,
     explain: &Explain<'_, B>,
 ) -> Result<InputGradient<B>> {
-    explaining_pass(model, images, explain, None, None).map(|pass| pass.input)
+    explaining_pass(model, images, explain, None, None).map(Pass::input)
 }
 
 /// [`input_gradient`] with ReLU's backward rule replaced by `rule` (guided backpropagation or
@@ -144,7 +144,7 @@ pub fn ruled_input_gradient<B: Backend, M: Lift<B>>(
     explain: &Explain<'_, B>,
     rule: ReluRule,
 ) -> Result<InputGradient<B>> {
-    explaining_pass(model, images, explain, Some(rule), None).map(|pass| pass.input)
+    explaining_pass(model, images, explain, Some(rule), None).map(Pass::input)
 }
 
 /// What one outer pass gives at a named feature, all at level `B`.
@@ -175,20 +175,33 @@ pub fn layer_gradient<B: Backend, M: Lift<B>>(
     layer: &str,
 ) -> Result<LayerGradient<B>> {
     let pass = explaining_pass(model, images, explain, None, Some(layer))?;
-    let (activation, gradient) = pass.layer.expect("a layer was asked for");
+    let (activation, gradient) = pass.at;
     Ok(LayerGradient {
-        logits: pass.input.logits,
-        features: pass.input.features,
+        logits: pass.logits,
+        features: pass.features,
         activation,
         gradient,
     })
 }
 
-/// The results of [`explaining_pass`]: the logits and features, with the input gradient
-/// (zeros when a layer was asked for) or the layer's activation and gradient.
+/// The results of [`explaining_pass`], at level `B`: the logits and features, and the value
+/// and gradient of the outer leaf (the images, or the layer when one was asked for).
 struct Pass<B: Backend> {
-    input: InputGradient<B>,
-    layer: Option<(Tensor<B, 4>, Tensor<B, 4>)>,
+    logits: Tensor<B, 2>,
+    features: Vec<Tensor<B, 4>>,
+    at: (Tensor<B, 4>, Tensor<B, 4>),
+}
+
+impl<B: Backend> Pass<B> {
+    /// The input gradient of a pass without a layer.
+    fn input(self) -> InputGradient<B> {
+        let (_, gradient) = self.at;
+        InputGradient {
+            logits: self.logits,
+            features: self.features,
+            gradient,
+        }
+    }
 }
 
 /// The one outer pass behind [`input_gradient`], [`ruled_input_gradient`] and
@@ -252,28 +265,18 @@ fn explaining_pass<B: Backend, M: Lift<B>>(
         }
     };
     let grads = target_score(&explain.target, logits.clone())?.backward();
-    let layer = tapped.map(|tapped| {
-        let gradient = tapped
-            .grad(&grads)
-            .unwrap_or_else(|| tapped.clone().inner().detach().zeros_like());
-        (tapped.inner(), gradient)
-    });
-    let gradient = match layer {
-        None => leaf
-            .grad(&grads)
-            .expect("the images are an outer leaf that requires grad"),
-        Some(_) => leaf.inner().detach().zeros_like(),
-    };
+    // The leaf's gradient; zeros where the score does not depend on it.
+    let at = tapped.unwrap_or(leaf);
+    let gradient = at
+        .grad(&grads)
+        .unwrap_or_else(|| at.clone().inner().detach().zeros_like());
     if explain.update_running_stats {
         commit_running_state(model, &lifted);
     }
     Ok(Pass {
-        input: InputGradient {
-            logits: logits.inner(),
-            features: features.into_iter().map(Tensor::inner).collect(),
-            gradient,
-        },
-        layer,
+        logits: logits.inner(),
+        features: features.into_iter().map(Tensor::inner).collect(),
+        at: (at.inner(), gradient),
     })
 }
 
