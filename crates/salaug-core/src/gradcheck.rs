@@ -190,42 +190,27 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Collect<'_, B> {
     }
 }
 
-/// Sets entry `index` of parameter `id` to `value`.
-struct SetEntry {
-    id: ParamId,
-    index: usize,
-    value: f64,
-}
+/// Rewrites the values of every parameter with `f(id, values)` (as f64, in the parameter's
+/// dtype again afterwards).
+struct Perturb<F>(F);
 
-impl<B: AutodiffBackend> ModuleMapper<B> for SetEntry {
+impl<B: AutodiffBackend, F: FnMut(ParamId, &mut [f64])> ModuleMapper<B> for Perturb<F> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        if param.id != self.id {
-            return param;
-        }
+        let id = param.id;
         param.map(|tensor| {
             let require_grad = tensor.is_require_grad();
             let data = tensor.to_data();
             let dtype = data.dtype;
             let mut values = to_f64(data.clone());
-            values[self.index] = self.value;
+            (self.0)(id, &mut values);
             let data = TensorData::new(values, data.shape.clone()).convert_dtype(dtype);
             Tensor::from_data(data, &tensor.device()).set_require_grad(require_grad)
         })
     }
 }
 
-fn to_f64(data: TensorData) -> Vec<f64> {
-    data.convert::<f64>()
-        .to_vec::<f64>()
-        .expect("float tensor data converts to f64")
-}
-
-/// Checks the gradient of `loss` with respect to every trainable parameter of `model` against
-/// central finite differences.
-///
-/// `loss` must be deterministic and return a one-element tensor. It is called once with
-/// `model` for the analytic gradient and twice per checked entry with perturbed copies.
-pub fn gradcheck<B, M, F>(model: &M, loss: F, config: GradcheckConfig) -> GradcheckReport
+/// The loss at `model` and every trainable parameter's values and analytic gradient.
+fn analytic<B, M, F>(model: &M, loss: &F) -> (f64, Vec<Entry>)
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
@@ -249,23 +234,44 @@ where
         out: Vec::new(),
     };
     model.visit(&mut collect);
+    (loss_value, collect.out)
+}
+
+fn to_f64(data: TensorData) -> Vec<f64> {
+    data.convert::<f64>()
+        .to_vec::<f64>()
+        .expect("float tensor data converts to f64")
+}
+
+/// Checks the gradient of `loss` with respect to every trainable parameter of `model` against
+/// central finite differences.
+///
+/// `loss` must be deterministic and return a one-element tensor. It is called once with
+/// `model` for the analytic gradient and twice per checked entry with perturbed copies.
+pub fn gradcheck<B, M, F>(model: &M, loss: F, config: GradcheckConfig) -> GradcheckReport
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    F: Fn(&M) -> Tensor<B, 1>,
+{
+    let (loss_value, entries) = analytic(model, &loss);
     let eval = |id: ParamId, index: usize, v: f64| -> f64 {
-        let perturbed = model.clone().map(&mut SetEntry {
-            id,
-            index,
-            value: v,
-        });
+        let perturbed = model
+            .clone()
+            .map(&mut Perturb(|p: ParamId, values: &mut [f64]| {
+                if p == id {
+                    values[index] = v;
+                }
+            }));
         to_f64(loss(&perturbed).into_data())[0]
     };
 
-    let scale = collect
-        .out
+    let scale = entries
         .iter()
         .flat_map(|e| e.grad.iter().flatten())
         .fold(0.0f64, |m, g| m.max(g.abs()));
     let floor = config.abs_floor.max(config.rel_floor * scale);
-    let params = collect
-        .out
+    let params = entries
         .into_iter()
         .map(|entry| {
             let n = entry.values.len();
@@ -371,33 +377,6 @@ impl core::fmt::Display for DirectionalReport {
     }
 }
 
-/// Adds `t · v_p` to every trainable parameter `p` (directions by parameter id).
-struct Shift<'a> {
-    directions: &'a std::collections::HashMap<ParamId, Vec<f64>>,
-    t: f64,
-}
-
-impl<B: AutodiffBackend> ModuleMapper<B> for Shift<'_> {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let Some(v) = self.directions.get(&param.id) else {
-            return param;
-        };
-        let t = self.t;
-        param.map(|tensor| {
-            let require_grad = tensor.is_require_grad();
-            let data = tensor.to_data();
-            let dtype = data.dtype;
-            let values: Vec<f64> = to_f64(data.clone())
-                .iter()
-                .zip(v)
-                .map(|(w, v)| w + t * v)
-                .collect();
-            let data = TensorData::new(values, data.shape.clone()).convert_dtype(dtype);
-            Tensor::from_data(data, &tensor.device()).set_require_grad(require_grad)
-        })
-    }
-}
-
 /// Checks the derivative of `loss` along one random direction of all trainable parameters at
 /// once against central differences at each of `steps` (e.g. `[1e-6, 1e-7, 1e-8, 1e-9]`).
 ///
@@ -412,21 +391,7 @@ where
     M: AutodiffModule<B>,
     F: Fn(&M) -> Tensor<B, 1>,
 {
-    materialize(model);
-    let value = loss(model);
-    assert_eq!(
-        value.dtype(),
-        DType::F64,
-        "directional_check needs an f64 loss"
-    );
-    let loss_value = to_f64(value.to_data())[0];
-    let grads = value.backward();
-    let mut collect = Collect::<B> {
-        grads: &grads,
-        path: Vec::new(),
-        out: Vec::new(),
-    };
-    model.visit(&mut collect);
+    let (loss_value, entries) = analytic(model, &loss);
     // splitmix64: a fixed, dependency-free stream.
     let mut state = seed;
     let mut uniform = move || {
@@ -439,7 +404,7 @@ where
     };
     let mut directions = std::collections::HashMap::new();
     let mut analytic = 0.0;
-    for entry in &collect.out {
+    for entry in &entries {
         let v: Vec<f64> = entry.values.iter().map(|_| uniform()).collect();
         if let Some(g) = &entry.grad {
             analytic += g.iter().zip(&v).map(|(g, v)| g * v).sum::<f64>();
@@ -447,10 +412,13 @@ where
         directions.insert(entry.id, v);
     }
     let at = |t: f64| {
-        let shifted = model.clone().map(&mut Shift {
-            directions: &directions,
-            t,
-        });
+        let shifted = model
+            .clone()
+            .map(&mut Perturb(|p: ParamId, values: &mut [f64]| {
+                if let Some(v) = directions.get(&p) {
+                    values.iter_mut().zip(v).for_each(|(w, v)| *w += t * v);
+                }
+            }));
         to_f64(loss(&shifted).into_data())[0]
     };
     let quotients = steps
