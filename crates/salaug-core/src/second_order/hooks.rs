@@ -7,8 +7,9 @@
 //! identity), at every backend level, so a model written with them trains and predicts
 //! exactly as before. Every model of `salaug-models` is written this way.
 //!
-//! During the one-level-up pass of a saliency method ([`super::explaining_pass`]) they act on
-//! tensors of that level only (`Autodiff<B>`, found by type):
+//! During the one-level-up pass of a saliency method ([`super::ruled_input_gradient`],
+//! [`super::layer_gradient`]) they act on tensors of that level only (`Autodiff<B>`, found by
+//! type):
 //! - [`relu`] keeps the forward (computed by level `B`'s own ReLU, so the level-`B` graph to
 //!   the parameters is the model's) and replaces the backward rule, for guided backpropagation
 //!   (`(f > 0)·(R > 0)·R`) or DeconvNet (`(R > 0)·R`), the paper's eq. 4. The rule is built from
@@ -19,7 +20,7 @@
 //!   the score at that feature (Grad-CAM's), again as a level-`B` tensor with its graph.
 //!
 //! The hooks live in a thread-local and are installed only for the duration of one forward
-//! ([`with_hooks`]); nothing leaks into other threads or later passes.
+//! (`with_hooks`); nothing leaks into other threads or later passes.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
