@@ -4,7 +4,7 @@
 //! module with central finite differences of the same loss. The loss closure may itself take
 //! input gradients (through [`crate::second_order`]), so the same call checks second-order
 //! gradients: the analytic side back-propagates through the saliency maps, while the numeric
-//! side only evaluates the loss. Use it on `Autodiff<NdArray<f64>>` ([`GradcheckBackend`],
+//! side only evaluates the loss. Use it on `Autodiff<NdArray<f64>>` (`GradcheckBackend`,
 //! feature `gradcheck`): f32 is too coarse for differences of this size.
 //!
 //! A finite difference is only a derivative in the limit. Saliency losses of deep narrow

@@ -55,7 +55,7 @@ enum Command {
         run: PathBuf,
         /// The saliency method of the held-out L_sal distance (default: the run's
         /// `loss.method`), e.g. to measure a `ref` run with the method its `sal` twin trained
-        /// (gradient, guided_backprop, deconvnet, grad_cam[:layer], …).
+        /// (gradient, guided_backprop, deconvnet, grad_cam or grad_cam:LAYER, …).
         #[arg(long)]
         method: Option<salaug_core::SaliencyKind>,
     },
@@ -81,8 +81,8 @@ enum Command {
         #[arg(long, default_value = "rotation")]
         transform: String,
         /// Also `methods.png`: each run's map with each of these methods (gradient,
-        /// input_x_gradient, guided_backprop, deconvnet, grad_cam[:layer],
-        /// guided_grad_cam[:layer], smooth_grad:<method>).
+        /// input_x_gradient, guided_backprop, deconvnet, grad_cam or grad_cam:LAYER,
+        /// guided_grad_cam or guided_grad_cam:LAYER, smooth_grad:METHOD).
         #[arg(long, num_args = 1..)]
         method: Vec<salaug_core::SaliencyKind>,
     },

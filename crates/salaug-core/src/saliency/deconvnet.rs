@@ -1,4 +1,4 @@
-//! DeconvNet (Zeiler & Fergus 2014, https://arxiv.org/abs/1311.2901).
+//! DeconvNet (Zeiler & Fergus 2014, <https://arxiv.org/abs/1311.2901>).
 
 use burn::tensor::{backend::Backend, Tensor};
 

@@ -1,4 +1,4 @@
-//! Grad-CAM (Selvaraju et al. 2017, https://arxiv.org/abs/1610.02391).
+//! Grad-CAM (Selvaraju et al. 2017, <https://arxiv.org/abs/1610.02391>).
 
 use burn::tensor::{activation::relu, backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};

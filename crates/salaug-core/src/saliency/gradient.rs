@@ -1,4 +1,4 @@
-//! Vanilla gradient saliency (Simonyan et al. 2014, https://arxiv.org/abs/1312.6034).
+//! Vanilla gradient saliency (Simonyan et al. 2014, <https://arxiv.org/abs/1312.6034>).
 
 use burn::tensor::{backend::Backend, Tensor};
 

@@ -1,4 +1,4 @@
-//! Guided backpropagation (Springenberg et al. 2015, https://arxiv.org/abs/1412.6806).
+//! Guided backpropagation (Springenberg et al. 2015, <https://arxiv.org/abs/1412.6806>).
 
 use burn::tensor::{backend::Backend, Tensor};
 

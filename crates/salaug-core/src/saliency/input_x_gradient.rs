@@ -1,4 +1,4 @@
-//! Gradient × input (Shrikumar et al. 2016, https://arxiv.org/abs/1605.01713).
+//! Gradient × input (Shrikumar et al. 2016, <https://arxiv.org/abs/1605.01713>).
 
 use burn::tensor::{backend::Backend, Tensor};
 

@@ -1,4 +1,4 @@
-//! SmoothGrad (Smilkov et al. 2017, https://arxiv.org/abs/1706.03825): a wrapper over any method.
+//! SmoothGrad (Smilkov et al. 2017, <https://arxiv.org/abs/1706.03825>): a wrapper over any method.
 
 use burn::tensor::{backend::Backend, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
