@@ -6,9 +6,8 @@
 //!   IoU of the |gradient| maps of `x` and `T⁻¹(S(T(x)))` over valid pixels, for the panel;
 //! - faithfulness of the |gradient| maps: deletion and insertion areas against a random order;
 //! - the training objective itself measured on held-out images ([`consistency`], with the
-//!   run's saliency method), named for
-//!   what it is: `sal` minimises it, so it shows that the loss generalises, not that the
-//!   method helps.
+//!   run's saliency method), named for what it is: `sal` minimises it, so it shows that the
+//!   loss generalises, not that the method helps.
 //!
 //! All but [`consistency`] run the model in evaluation mode (BatchNorm with running
 //! statistics), the maps included ([`salaug_models::ops::with_running_stats`]).

@@ -256,7 +256,8 @@ where
 
 /// One training step on the first batch, before the Learner starts: a configuration that
 /// cannot train (an augmentation without the comparison asked for, a feature tap or Grad-CAM
-/// layer the model lacks, a shape that does not fit) is reported as an error instead of a panic mid-run.
+/// layer the model lacks, a shape that does not fit) is reported as an error instead of a
+/// panic mid-run.
 fn preflight<B: Backend>(config: &RunConfig, data: &Data, device: &B::Device) -> Result<()> {
     let model = build_model::<Autodiff<B>>(config, data, device)?;
     if data.train.len() < 2 || data.test.is_empty() {

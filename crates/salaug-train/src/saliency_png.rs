@@ -11,9 +11,9 @@
 //!
 //! A map explains the model's predicted class of `x` with the run's saliency method
 //! (`loss.method`; for the gradient, the input gradient of that logit) or the one asked for,
-//! absolute value, max over channels, min-max scaled per image (over valid pixels). The model runs in evaluation
-//! mode (BatchNorm with running statistics), the maps included, so each image's map depends on
-//! that image only.
+//! absolute value, max over channels, min-max scaled per image (over valid pixels). The model
+//! runs in evaluation mode (BatchNorm with running statistics), the maps included, so each
+//! image's map depends on that image only.
 
 use std::path::{Path, PathBuf};
 
@@ -201,9 +201,11 @@ pub fn write_maps<B: Backend>(
     let hw = h * w;
     // Per run: predicted classes, scaled maps of x, scaled warped-back maps of T(x).
     let mut columns = Vec::new();
+    let mut predictions = Vec::new();
     for (label, model) in runs {
         let method = &model.plan.0.config.loss.method;
         let (pred, s_x) = maps_of(model, method, x.clone(), None)?;
+        predictions.push(pred.clone());
         let (_, s_t) = maps_of(model, method, tx.images.clone(), Some(pred.clone()))?;
         let pair = tx.transfer.pair(s_x.clone(), s_t, Compare::Inverse)?;
         let (a, b) = (host(s_x), host(pair.other));
@@ -268,21 +270,18 @@ pub fn write_maps<B: Backend>(
         ));
         legend.push_str(&format!("; predicted classes {pred:?}"));
     }
-    legend.push_str("\nrows: ");
-    legend.push_str(&names.join(", "));
-    legend.push('\n');
-    std::fs::write(out.join("grid.txt"), legend)
-        .with_context(|| format!("writing {}", out.join("grid.txt").display()))?;
+    write_legend(&out.join("grid.txt"), legend, &names)?;
     if !methods.is_empty() {
-        written += write_method_grid(runs, methods, &set, &names, &x, out)?;
+        written += write_method_grid(runs, &predictions, methods, &set, &names, &x, out)?;
     }
     Ok(written)
 }
 
 /// `methods.png` and `methods.txt`: per image, the image and each run's map for each method
-/// (each run explains its own predicted class).
+/// (each run explains its own predicted classes, `predictions`).
 fn write_method_grid<B: Backend>(
     runs: &[(String, Trainee<B>)],
+    predictions: &[Tensor<B, 1, Int>],
     methods: &[SaliencyKind],
     set: &Images,
     names: &[String],
@@ -294,12 +293,10 @@ fn write_method_grid<B: Backend>(
     let n = names.len();
     let mut maps = Vec::new(); // per run, per method: scaled maps per image
     let mut legend = String::from("methods.png: one row per image; columns: image");
-    for (label, model) in runs {
-        let mut pred = None;
+    for ((label, model), pred) in runs.iter().zip(predictions) {
         for method in methods {
-            let (p, s) = maps_of(model, method, x.clone(), pred.clone())
+            let (_, s) = maps_of(model, method, x.clone(), Some(pred.clone()))
                 .with_context(|| format!("[{label}] saliency method {}", method.name()))?;
-            pred.get_or_insert(p);
             let s = host(s);
             maps.push(
                 (0..n)
@@ -321,12 +318,16 @@ fn write_method_grid<B: Backend>(
         &out.join("methods.png"),
         paste(&rows, methods.len(), [h, w]),
     )?;
-    legend.push_str("\nrows: ");
-    legend.push_str(&names.join(", "));
-    legend.push('\n');
-    std::fs::write(out.join("methods.txt"), legend)
-        .with_context(|| format!("writing {}", out.join("methods.txt").display()))?;
+    write_legend(&out.join("methods.txt"), legend, names)?;
     Ok(1)
+}
+
+/// Writes `legend` (the columns of a grid) and the names of its rows to `path`.
+fn write_legend(path: &Path, mut legend: String, rows: &[String]) -> Result<()> {
+    legend.push_str("\nrows: ");
+    legend.push_str(&rows.join(", "));
+    legend.push('\n');
+    std::fs::write(path, legend).with_context(|| format!("writing {}", path.display()))
 }
 
 /// One picture of `rows` of equal-size tiles, enlarged to about 112 pixels: a gap between

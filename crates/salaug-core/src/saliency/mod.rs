@@ -218,7 +218,7 @@ impl core::str::FromStr for SaliencyKind {
             ("grad_cam", _) => SaliencyKind::GradCam(layer()),
             ("guided_grad_cam", _) => SaliencyKind::GuidedGradCam(layer()),
             ("smooth_grad", Some(inner)) => {
-                SaliencyKind::SmoothGrad(SmoothGrad::new(Box::new(inner.parse()?), 10))
+                SaliencyKind::SmoothGrad(SmoothGrad::with_defaults(Box::new(inner.parse()?)))
             }
             _ => {
                 return Err(Error::InvalidSetting {

@@ -46,6 +46,12 @@ impl<S> SmoothGrad<S> {
         }
     }
 
+    /// Wraps `inner` with the default settings (10 copies, noise level 0.15), as a config that
+    /// names only `of` gets.
+    pub fn with_defaults(inner: S) -> Self {
+        Self::new(inner, default_samples())
+    }
+
     /// Checks the sample count and the noise level.
     pub fn validate(&self) -> Result<()> {
         if self.samples == 0 {
