@@ -1,162 +1,23 @@
 //! The tables `cargo xtask reproduce` writes: per cell the mean ± sample standard deviation
-//! over seeds of every measure, the paper's figure beside ours, and the paired differences
-//! (treatment − baseline, paired by seed) with 95 % confidence intervals.
+//! over seeds of every measure of the reproduction tables
+//! ([`salaug_spec::measures::table_measures`]), the paper's figure beside ours, and the paired
+//! differences (treatment − baseline, paired by seed) with 95 % confidence intervals. Each
+//! table is built once as a [`Table`] and rendered as markdown and CSV.
 
-use std::fmt::Write as _;
-
+use salaug_spec::measures::{table_measures, Measure};
 use salaug_spec::{Cell, EpochMetrics};
 
-/// Mean and sample standard deviation (0 for one value).
-pub fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (mean, var.sqrt())
-}
-
-/// The 97.5 % quantile of Student's t with `df` degrees of freedom (two-sided 95 %), from the
-/// standard table; the normal 1.96 above 30.
-pub fn t975(df: usize) -> f64 {
-    const T: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042,
-    ];
-    match df {
-        0 => f64::NAN,
-        1..=30 => T[df - 1],
-        _ => 1.96,
-    }
-}
-
-/// A paired difference: mean, and the 95 % t interval (NaN bounds for one pair).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Paired {
-    /// Pairs.
-    pub n: usize,
-    /// Mean difference.
-    pub mean: f64,
-    /// Lower bound of the 95 % interval.
-    pub lo: f64,
-    /// Upper bound.
-    pub hi: f64,
-}
-
-impl Paired {
-    /// The mean of `diffs` with `mean ± t(n−1) · sd / √n`.
-    pub fn of(diffs: &[f64]) -> Paired {
-        let n = diffs.len();
-        let (mean, sd) = mean_std(diffs);
-        let half = t975(n.saturating_sub(1)) * sd / (n as f64).sqrt();
-        Paired {
-            n,
-            mean,
-            lo: mean - half,
-            hi: mean + half,
-        }
-    }
-
-    /// Whether the interval excludes zero.
-    pub fn excludes_zero(&self) -> bool {
-        self.lo > 0.0 || self.hi < 0.0
-    }
-}
-
-/// One measure of a run as the tables show it.
-pub struct Measure {
-    /// Column name in the CSV files.
-    pub key: &'static str,
-    /// Column head in the markdown.
-    pub head: &'static str,
-    /// Multiplier for display.
-    pub scale: f64,
-    /// Decimals shown.
-    pub digits: usize,
-    /// The value of a run's final row.
-    pub get: fn(&EpochMetrics) -> f64,
-}
-
-/// The measures of an accuracy table, in column order.
-pub const MEASURES: [Measure; 10] = [
-    Measure {
-        key: "acc",
-        head: "clean acc. (%)",
-        scale: 100.0,
-        digits: 2,
-        get: |m| m.test_acc,
-    },
-    Measure {
-        key: "aug_acc",
-        head: "acc. on T(test) (%)",
-        scale: 100.0,
-        digits: 2,
-        get: |m| m.held_out.aug_acc,
-    },
-    Measure {
-        key: "panel_acc",
-        head: "acc. on panel (%)",
-        scale: 100.0,
-        digits: 2,
-        get: |m| m.held_out.panel_acc,
-    },
-    Measure {
-        key: "spearman",
-        head: "map Spearman",
-        scale: 1.0,
-        digits: 3,
-        get: |m| m.held_out.map_spearman,
-    },
-    Measure {
-        key: "iou",
-        head: "map top-10 % IoU",
-        scale: 1.0,
-        digits: 3,
-        get: |m| m.held_out.map_iou,
-    },
-    Measure {
-        key: "deletion",
-        head: "deletion AUC ↓",
-        scale: 1.0,
-        digits: 3,
-        get: |m| m.held_out.deletion_auc,
-    },
-    Measure {
-        key: "deletion_random",
-        head: "(random order)",
-        scale: 1.0,
-        digits: 3,
-        get: |m| m.held_out.deletion_auc_random,
-    },
-    Measure {
-        key: "insertion",
-        head: "insertion AUC ↑",
-        scale: 1.0,
-        digits: 3,
-        get: |m| m.held_out.insertion_auc,
-    },
-    Measure {
-        key: "insertion_random",
-        head: "(random order)",
-        scale: 1.0,
-        digits: 3,
-        get: |m| m.held_out.insertion_auc_random,
-    },
-    Measure {
-        key: "lsal_distance",
-        head: "held-out L_sal distance ×10³ (the objective)",
-        scale: 1e3,
-        digits: 3,
-        get: |m| m.consistency,
-    },
-];
+use crate::stats::{mean_std, Paired};
+use crate::table::{self, Table};
 
 /// The measures compared between paired runs (the random-order baselines are not).
 fn paired_measures() -> impl Iterator<Item = &'static Measure> {
-    MEASURES.iter().filter(|m| !m.key.ends_with("_random"))
+    table_measures().filter(|m| m.table.is_some_and(|t| t.paired))
+}
+
+/// The CSV key of a table measure.
+fn key(m: &Measure) -> &'static str {
+    m.table.expect("a table measure").key
 }
 
 /// One cell of an accuracy table: the final metrics row of each finished seed.
@@ -285,6 +146,96 @@ fn interval(p: &Paired, digits: usize) -> String {
     )
 }
 
+/// `{:.6}` of each value, for the CSVs.
+fn fixed6(vs: impl IntoIterator<Item = f64>) -> impl Iterator<Item = String> {
+    vs.into_iter().map(|v| format!("{v:.6}"))
+}
+
+/// The per-cell table: mean ± sd over seeds of every measure, the paper's figures.
+fn cells_table(cells: &[CellRuns]) -> Table {
+    let mut t = Table::new();
+    t.same("dataset")
+        .same("model")
+        .column("augmentation", ["augment"])
+        .same("strategy")
+        .same("seeds");
+    for m in table_measures() {
+        let k = key(m);
+        t.column(m.head, [format!("{k}_mean"), format!("{k}_std")]);
+    }
+    t.column("paper (%)", ["paper"]);
+    for c in cells {
+        let cell = &c.cell;
+        let mut row = vec![
+            table::Cell::text(&cell.dataset),
+            table::Cell::text(&cell.model),
+            table::Cell::text(&cell.augment),
+            table::Cell::text(&cell.strategy),
+            table::Cell::text(c.runs.len().to_string()),
+        ];
+        for m in table_measures() {
+            let v = values(&c.runs, m);
+            let (mean, sd) = if v.is_empty() {
+                (f64::NAN, f64::NAN)
+            } else {
+                mean_std(&v)
+            };
+            row.push(table::Cell::new(
+                pm(&v, m.scale, m.digits),
+                fixed6([mean * m.scale, sd * m.scale]),
+            ));
+        }
+        let paper: Vec<String> = c.paper.iter().map(|(d, v)| format!("{d}={v}")).collect();
+        row.push(table::Cell::new(
+            paper_text(&c.paper, false),
+            [paper.join(";")],
+        ));
+        t.row(row);
+    }
+    t
+}
+
+/// The paired differences' table.
+fn paired_table(comparisons: &[Comparison]) -> Table {
+    let mut t = Table::new();
+    t.same("dataset")
+        .same("model")
+        .column("augmentation", ["augment"])
+        .column("treatment − baseline", ["baseline", "treatment"])
+        .same("pairs");
+    for m in paired_measures() {
+        let k = key(m);
+        t.column(
+            format!("Δ {}", m.head),
+            [format!("{k}_diff"), format!("{k}_lo"), format!("{k}_hi")],
+        );
+    }
+    t.column("paper Δ (points)", ["paper_diff"]);
+    for c in comparisons {
+        let n = c.diffs.first().map_or(0, |d| d.n);
+        let mut row = vec![
+            table::Cell::text(&c.treatment.dataset),
+            table::Cell::text(&c.treatment.model),
+            table::Cell::text(&c.treatment.augment),
+            table::Cell::new(
+                format!("{} − {}", c.treatment.strategy, c.baseline.strategy),
+                [c.baseline.strategy.clone(), c.treatment.strategy.clone()],
+            ),
+            table::Cell::text(n.to_string()),
+        ];
+        for (m, d) in paired_measures().zip(&c.diffs) {
+            row.push(table::Cell::new(
+                interval(d, m.digits),
+                fixed6([d.mean, d.lo, d.hi]),
+            ));
+        }
+        let p: Vec<String> = c.paper.iter().map(|(d, v)| format!("{d}={v:.2}")).collect();
+        row.push(table::Cell::new(paper_text(&c.paper, true), [p.join(";")]));
+        t.row(row);
+    }
+    t
+}
+
 /// The markdown of an accuracy table, its per-cell CSV and its paired-difference CSV.
 pub fn accuracy_table(
     title: &str,
@@ -292,100 +243,16 @@ pub fn accuracy_table(
     cells: &[CellRuns],
     pairs: &[[String; 2]],
 ) -> (String, String, String) {
+    let per_cell = cells_table(cells);
+    let paired = paired_table(&compare(cells, pairs));
     let mut md = format!("## {title}\n\n{description}\n\n");
     md.push_str("Mean ± sample standard deviation over seeds of the final model, on the held-out set, BatchNorm in evaluation mode (docs/reproduction.md defines each measure).\n\n");
-    md.push_str("| dataset | model | augmentation | strategy | seeds |");
-    for m in &MEASURES {
-        let _ = write!(md, " {} |", m.head);
+    md.push_str(&per_cell.markdown());
+    if !paired.is_empty() {
+        md.push_str("\n### Paired differences (treatment − baseline)\n\nPer seed, the treatment run minus the baseline run of the same seed (same initialisation, data order and augmentation draws), then the mean and its 95 % t interval over seeds (accuracies in points). `*`: the interval excludes zero.\n\n");
+        md.push_str(&paired.markdown());
     }
-    md.push_str(" paper (%) |\n|");
-    md.push_str(&"---|".repeat(6 + MEASURES.len()));
-    md.push('\n');
-    let mut csv = String::from("dataset,model,augment,strategy,seeds");
-    for m in &MEASURES {
-        let _ = write!(csv, ",{0}_mean,{0}_std", m.key);
-    }
-    csv.push_str(",paper\n");
-    for c in cells {
-        let cell = &c.cell;
-        let _ = write!(
-            md,
-            "| {} | {} | {} | {} | {} |",
-            cell.dataset,
-            cell.model,
-            cell.augment,
-            cell.strategy,
-            c.runs.len()
-        );
-        let _ = write!(
-            csv,
-            "{},{},{},{},{}",
-            cell.dataset,
-            cell.model,
-            cell.augment,
-            cell.strategy,
-            c.runs.len()
-        );
-        for m in &MEASURES {
-            let v = values(&c.runs, m);
-            let _ = write!(md, " {} |", pm(&v, m.scale, m.digits));
-            let (mean, sd) = if v.is_empty() {
-                (f64::NAN, f64::NAN)
-            } else {
-                mean_std(&v)
-            };
-            let _ = write!(csv, ",{:.6},{:.6}", mean * m.scale, sd * m.scale);
-        }
-        let _ = writeln!(md, " {} |", paper_text(&c.paper, false));
-        let paper: Vec<String> = c.paper.iter().map(|(d, v)| format!("{d}={v}")).collect();
-        let _ = writeln!(csv, ",{}", paper.join(";"));
-    }
-    let comparisons = compare(cells, pairs);
-    let mut paired = String::from("dataset,model,augment,baseline,treatment,pairs");
-    for m in paired_measures() {
-        let _ = write!(paired, ",{0}_diff,{0}_lo,{0}_hi", m.key);
-    }
-    paired.push_str(",paper_diff\n");
-    if !comparisons.is_empty() {
-        md.push_str("\n### Paired differences (treatment − baseline)\n\nPer seed, the treatment run minus the baseline run of the same seed (same initialisation, data order and augmentation draws), then the mean and its 95 % t interval over seeds (accuracies in points). `*`: the interval excludes zero.\n\n| dataset | model | augmentation | treatment − baseline | pairs |");
-        for m in paired_measures() {
-            let _ = write!(md, " Δ {} |", m.head);
-        }
-        md.push_str(" paper Δ (points) |\n|");
-        md.push_str(&"---|".repeat(6 + paired_measures().count()));
-        md.push('\n');
-        for c in &comparisons {
-            let n = c.diffs.first().map_or(0, |d| d.n);
-            let _ = write!(
-                md,
-                "| {} | {} | {} | {} − {} | {} |",
-                c.treatment.dataset,
-                c.treatment.model,
-                c.treatment.augment,
-                c.treatment.strategy,
-                c.baseline.strategy,
-                n
-            );
-            let _ = write!(
-                paired,
-                "{},{},{},{},{},{}",
-                c.treatment.dataset,
-                c.treatment.model,
-                c.treatment.augment,
-                c.baseline.strategy,
-                c.treatment.strategy,
-                n
-            );
-            for (m, d) in paired_measures().zip(&c.diffs) {
-                let _ = write!(md, " {} |", interval(d, m.digits));
-                let _ = write!(paired, ",{:.6},{:.6},{:.6}", d.mean, d.lo, d.hi);
-            }
-            let _ = writeln!(md, " {} |", paper_text(&c.paper, true));
-            let p: Vec<String> = c.paper.iter().map(|(d, v)| format!("{d}={v:.2}")).collect();
-            let _ = writeln!(paired, ",{}", p.join(";"));
-        }
-    }
-    (md, csv, paired)
+    (md, per_cell.csv(), paired.csv())
 }
 
 /// One row of the timing table.
@@ -409,75 +276,59 @@ pub struct Timing {
 
 /// The markdown and CSV of the timing table.
 pub fn timing_table(title: &str, description: &str, rows: &[Timing]) -> (String, String) {
-    let mut md = format!("## {title}\n\n{description}\n\n");
-    md.push_str("| model | baseline step (ms) | saliency step (ms) | ratio | peak memory baseline (MiB) | peak memory saliency (MiB) | device | paper baseline (ms) | paper saliency (ms) | paper ratio |\n|---|---|---|---|---|---|---|---|---|---|\n");
-    let mut csv = String::from(
-        "model,plain_ms,sal_ms,ratio,plain_peak_mib,sal_peak_mib,device,paper_plain_ms,paper_sal_ms,paper_ratio\n",
-    );
-    let mib = |m: Option<f64>| m.map_or("n/a".to_string(), |m| format!("{m:.0}"));
-    for t in rows {
-        let ratio = t.sal_ms / t.plain_ms;
-        let (pp, ps, pr) = match t.paper {
-            Some((p, s)) => (
-                format!("{p:.2}"),
-                format!("{s:.2}"),
-                format!("{:.2}", s / p),
+    let mut t = Table::new();
+    t.same("model")
+        .column("baseline step (ms)", ["plain_ms"])
+        .column("saliency step (ms)", ["sal_ms"])
+        .same("ratio")
+        .column("peak memory baseline (MiB)", ["plain_peak_mib"])
+        .column("peak memory saliency (MiB)", ["sal_peak_mib"])
+        .same("device")
+        .column("paper baseline (ms)", ["paper_plain_ms"])
+        .column("paper saliency (ms)", ["paper_sal_ms"])
+        .column("paper ratio", ["paper_ratio"]);
+    let mib = |m: Option<f64>| {
+        table::Cell::new(
+            m.map_or("n/a".to_string(), |m| format!("{m:.0}")),
+            [m.map_or(String::new(), |m| format!("{m:.1}"))],
+        )
+    };
+    for r in rows {
+        let ratio = r.sal_ms / r.plain_ms;
+        let paper = |md: Option<String>, csv: Option<String>| {
+            table::Cell::new(md.unwrap_or("n/a".into()), [csv.unwrap_or_default()])
+        };
+        let p = r.paper;
+        t.row(vec![
+            table::Cell::text(&r.model),
+            table::Cell::new(format!("{:.1}", r.plain_ms), [format!("{:.3}", r.plain_ms)]),
+            table::Cell::new(format!("{:.1}", r.sal_ms), [format!("{:.3}", r.sal_ms)]),
+            table::Cell::new(format!("{ratio:.2}"), [format!("{ratio:.4}")]),
+            mib(r.plain_mib),
+            mib(r.sal_mib),
+            table::Cell::text(&r.device),
+            paper(
+                p.map(|(b, _)| format!("{b:.2}")),
+                p.map(|(b, _)| b.to_string()),
             ),
-            None => ("n/a".into(), "n/a".into(), "n/a".into()),
-        };
-        let _ = writeln!(
-            md,
-            "| {} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {pp} | {ps} | {pr} |",
-            t.model,
-            t.plain_ms,
-            t.sal_ms,
-            ratio,
-            mib(t.plain_mib),
-            mib(t.sal_mib),
-            t.device
-        );
-        let (cp, cs, cr) = match t.paper {
-            Some((p, s)) => (p.to_string(), s.to_string(), format!("{:.4}", s / p)),
-            None => Default::default(),
-        };
-        let _ = writeln!(
-            csv,
-            "{},{:.3},{:.3},{:.4},{},{},{},{cp},{cs},{cr}",
-            t.model,
-            t.plain_ms,
-            t.sal_ms,
-            ratio,
-            t.plain_mib.map_or(String::new(), |m| format!("{m:.1}")),
-            t.sal_mib.map_or(String::new(), |m| format!("{m:.1}")),
-            t.device
-        );
+            paper(
+                p.map(|(_, s)| format!("{s:.2}")),
+                p.map(|(_, s)| s.to_string()),
+            ),
+            paper(
+                p.map(|(b, s)| format!("{:.2}", s / b)),
+                p.map(|(b, s)| format!("{:.4}", s / b)),
+            ),
+        ]);
     }
-    (md, csv)
+    let md = format!("## {title}\n\n{description}\n\n{}", t.markdown());
+    (md, t.csv())
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use salaug_spec::HeldOut;
-
-    /// A metrics row of epoch `epoch` with test accuracy `acc` (also the fake runs of
-    /// reproduce's tests).
-    pub(crate) fn test_row(epoch: usize, acc: f64) -> EpochMetrics {
-        EpochMetrics {
-            epoch,
-            train_loss: 1.0,
-            train_class: 1.0,
-            train_sal: 0.0,
-            train_inv: 0.0,
-            train_acc: 0.5,
-            test_loss: 1.0,
-            test_acc: acc,
-            consistency: 0.01,
-            lr: 0.1,
-            seconds: 1.0,
-            held_out: HeldOut::default(),
-        }
-    }
+    use crate::testing::{accuracy_fixture, cell, test_row, timing_fixture};
 
     fn row(acc: f64, spearman: f64) -> EpochMetrics {
         let mut r = test_row(1, acc);
@@ -485,36 +336,11 @@ pub(crate) mod tests {
         r
     }
 
-    fn cell(strategy: &str) -> Cell {
-        Cell {
-            dataset: "fashion_mnist".into(),
-            model: "resnet18".into(),
-            augment: "rotation".into(),
-            strategy: strategy.into(),
-        }
-    }
-
-    #[test]
-    fn t_interval_by_hand() {
-        // Differences 1, 2, 3: mean 2, sd 1, half width 4.303 / √3.
-        let p = Paired::of(&[1.0, 2.0, 3.0]);
-        assert_eq!(p.n, 3);
-        assert!((p.mean - 2.0).abs() < 1e-12);
-        assert!((p.hi - (2.0 + 4.303 / 3f64.sqrt())).abs() < 1e-12);
-        // lo = 2 − 2.484 < 0: three seeds this spread do not exclude zero.
-        assert!(!p.excludes_zero());
-        // 1.8, 2.0, 2.2: sd 0.2, half width 0.497.
-        assert!(Paired::of(&[1.8, 2.0, 2.2]).excludes_zero());
-        assert!(Paired::of(&[-1.8, -2.0, -2.2]).excludes_zero());
-        assert_eq!(t975(1), 12.706);
-        assert_eq!(t975(100), 1.96);
-    }
-
     #[test]
     fn tables_pair_seeds_and_show_the_paper() {
         let cells = vec![
             CellRuns {
-                cell: cell("ref"),
+                cell: cell("resnet18", "rotation", "ref"),
                 runs: vec![
                     (0, row(0.80, 0.5)),
                     (1, row(0.82, 0.5)),
@@ -523,7 +349,7 @@ pub(crate) mod tests {
                 paper: vec![("svhn".into(), 91.6), ("cifar10".into(), 74.5)],
             },
             CellRuns {
-                cell: cell("sal"),
+                cell: cell("resnet18", "rotation", "sal"),
                 // Seed 2 unfinished: two pairs.
                 runs: vec![(0, row(0.81, 0.7)), (1, row(0.84, 0.8))],
                 paper: vec![("svhn".into(), 91.9), ("cifar10".into(), 75.4)],
@@ -566,19 +392,7 @@ pub(crate) mod tests {
 
     #[test]
     fn timing_table_has_the_paper_columns() {
-        let (md, csv) = timing_table(
-            "T4",
-            "D",
-            &[Timing {
-                model: "resnet50".into(),
-                plain_ms: 100.0,
-                sal_ms: 250.0,
-                plain_mib: Some(512.0),
-                sal_mib: None,
-                device: "cpu".into(),
-                paper: Some((307.57, 2156.14)),
-            }],
-        );
+        let (md, csv) = timing_table("T4", "D", &timing_fixture()[..1]);
         assert!(
             md.contains(
                 "| resnet50 | 100.0 | 250.0 | 2.50 | 512 | n/a | cpu | 307.57 | 2156.14 | 7.01 |"
@@ -586,5 +400,39 @@ pub(crate) mod tests {
             "{md}"
         );
         assert!(csv.contains("resnet50,100.000,250.000,2.5000,512.0,,cpu,307.57,2156.14,7.0102"));
+    }
+
+    /// The files as the writer before the shared [`Table`] wrote them for the fixtures
+    /// (the markdown with the heads of the random-order baselines now from
+    /// [`Measure::head`]).
+    #[test]
+    fn the_outputs_are_those_of_the_fixtures() {
+        let (cells, pairs) = accuracy_fixture();
+        let (md, csv, paired) = accuracy_table("T", "D", &cells, &pairs);
+        assert_eq!(md, include_str!("testdata/accuracy.md"));
+        assert_eq!(csv, include_str!("testdata/accuracy.csv"));
+        assert_eq!(paired, include_str!("testdata/paired.csv"));
+        let (md, csv2, paired) = accuracy_table("T", "D", &cells, &[]);
+        assert_eq!(csv2, csv);
+        assert_eq!(
+            paired,
+            include_str!("testdata/paired.csv")
+                .lines()
+                .next()
+                .unwrap()
+                .to_string()
+                + "\n"
+        );
+        assert!(!md.contains("Paired differences"));
+        assert_eq!(
+            md,
+            include_str!("testdata/accuracy.md")
+                .split("\n### Paired")
+                .next()
+                .unwrap()
+        );
+        let (md, csv) = timing_table("T4", "D", &timing_fixture());
+        assert_eq!(md, include_str!("testdata/timing.md"));
+        assert_eq!(csv, include_str!("testdata/timing.csv"));
     }
 }

@@ -106,7 +106,8 @@ pub trait Visit {
 /// The one list of units: the config name of each and its type. It defines [`Augmentation`]
 /// (with the presets), [`Params`] (one variant per unit, named as the unit), [`Unit`] for
 /// every unit, [`Augmentation::name`] and [`Augmentation::visit`]. Adding an augmentation is
-/// one file with its [`Augment`] impl and one line here.
+/// its type with an [`Augment`] impl (its own file, or beside its kin), its `pub mod` /
+/// `pub use` lines at the top of this file, and one line here.
 macro_rules! augmentations {
     ($($(#[$doc:meta])* $name:literal => $unit:ident,)*) => {
         /// Every augmentation and preset, as written in config files (`kind = "rotation"`, …).

@@ -23,7 +23,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::Distribution;
 use salaug_core::{Classifier, Explain, LossWeights, MapPair, SaliencyKind, SaliencyLossConfig};
 
-type Cpu = salaug_core::backend::Selected;
+type Cpu = burn::backend::Flex;
 
 /// The training backend: one autodiff level. salaug adds the second one inside the step.
 type B = Autodiff<Cpu>;
@@ -84,7 +84,6 @@ impl<B: Backend> Classifier<B> for Net<B> {
 salaug_core::impl_lift!(Net);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    salaug_core::backend::tune_allocator();
     let device = Default::default();
     B::seed(&device, 42);
     let classes = 10;

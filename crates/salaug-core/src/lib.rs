@@ -27,7 +27,6 @@
 //! With salaug-augment, the pairing of any augmentation is `|s, s_aug| transfer.pair(s, s_aug,
 //! compare)`.
 
-pub mod backend;
 pub mod classifier;
 pub mod distance;
 pub mod error;

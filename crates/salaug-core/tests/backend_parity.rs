@@ -96,6 +96,8 @@ fn flex_and_ndarray_give_the_same_second_order_gradients() {
 
 /// Runs when the crate is built with `--features wgpu` and a Vulkan driver (Debian:
 /// `mesa-vulkan-drivers`, the software rasteriser lavapipe) is installed; says so otherwise.
+/// Under CI (the environment variable `CI` set, as `.ci/run` does after installing the
+/// driver) a missing driver fails the test instead of skipping it.
 #[cfg(feature = "wgpu")]
 #[test]
 fn wgpu_gives_the_same_second_order_gradients() {
@@ -107,6 +109,12 @@ fn wgpu_gives_the_same_second_order_gradients() {
                 .unwrap_or(false)
         });
     if !has_driver {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but no Vulkan driver is installed (no ICD file in /usr/share/vulkan/icd.d \
+             or /etc/vulkan/icd.d): the wgpu parity test cannot run; .ci/run installs \
+             mesa-vulkan-drivers"
+        );
         println!("SKIPPED: no Vulkan driver installed (apt-get install mesa-vulkan-drivers)");
         return;
     }

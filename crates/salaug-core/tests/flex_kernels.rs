@@ -6,11 +6,15 @@
 //! for second-order gradients (the gradient of a function of an input gradient, as the
 //! saliency loss takes it), over geometries that cover stride, padding, dilation, groups,
 //! 1×1, rectangular kernels, output padding and batch sizes that split into image groups.
+//! Convolutions are also checked forward and first order in f16 and bf16 (flex's half path
+//! runs the f32 kernels on widened inputs), and every kernel here is checked to give the same
+//! results on one and on two rayon threads.
 
 use burn::backend::{Autodiff, Flex, NdArray};
 use burn::prelude::*;
 use burn::tensor::module::{conv2d, conv_transpose2d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::{bf16, f16, DType};
 
 type F = Autodiff<Flex>;
 type N = Autodiff<NdArray<f32>>;
@@ -35,15 +39,45 @@ fn tensor<B: Backend, const D: usize>(shape: [usize; D], seed: u64) -> Tensor<B,
     Tensor::from_data(TensorData::new(values(n, seed), shape), &Default::default())
 }
 
+/// Values of `values(n, seed)` rounded to `round` (f16 or bf16; other types leave them as they
+/// are), stored as `dtype`: with `round` a half type, the f32 reference and the half-precision
+/// run see the same inputs.
+fn tensor_as<B: Backend, const D: usize>(
+    shape: [usize; D],
+    seed: u64,
+    round: DType,
+    dtype: DType,
+) -> Tensor<B, D> {
+    let n = shape.iter().product();
+    let v: Vec<f32> = values(n, seed)
+        .into_iter()
+        .map(|v| match round {
+            DType::F16 => f16::from_f32(v).to_f32(),
+            DType::BF16 => bf16::from_f32(v).to_f32(),
+            _ => v,
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(v, shape), (&Default::default(), dtype))
+}
+
 fn assert_close(what: &str, a: Vec<f32>, b: Vec<f32>) {
+    assert_close_to(what, a, b, 1e-4);
+}
+
+/// Every entry of `a` within `tolerance · max|b|` of `b`'s; returns the largest difference
+/// relative to that scale.
+fn assert_close_to(what: &str, a: Vec<f32>, b: Vec<f32>, tolerance: f32) -> f32 {
     assert_eq!(a.len(), b.len(), "{what}: lengths differ");
     let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    let mut worst = 0f32;
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         assert!(
-            (x - y).abs() <= 1e-4 * scale,
+            (x - y).abs() <= tolerance * scale,
             "{what}: entry {i}: flex {x} vs ndarray {y} (scale {scale})"
         );
+        worst = worst.max((x - y).abs() / scale);
     }
+    worst
 }
 
 fn data<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
@@ -187,12 +221,30 @@ const CASES: [Case; 9] = [
 /// `y = conv(x, w, b)`; `g = ∂(Σ y·r)/∂x` (tracked); `L = Σ g² · s + Σ y²`; the gradients of
 /// `L` with respect to x, w and b.
 fn conv_results<B: burn::tensor::backend::AutodiffBackend>(c: Case) -> Vec<(String, Vec<f32>)> {
-    let x = tensor::<B, 4>([c.batch, c.cin, c.size[0], c.size[1]], 1).require_grad();
-    let w = tensor::<B, 4>([c.cout, c.cin / c.groups, c.kernel[0], c.kernel[1]], 2).require_grad();
-    let b = c.bias.then(|| tensor::<B, 1>([c.cout], 3).require_grad());
+    conv_results_as::<B>(c, DType::F32, DType::F32)
+}
+
+/// [`conv_results`] with the inputs rounded to `round` and stored as `dtype`.
+fn conv_results_as<B: burn::tensor::backend::AutodiffBackend>(
+    c: Case,
+    round: DType,
+    dtype: DType,
+) -> Vec<(String, Vec<f32>)> {
+    let x =
+        tensor_as::<B, 4>([c.batch, c.cin, c.size[0], c.size[1]], 1, round, dtype).require_grad();
+    let w = tensor_as::<B, 4>(
+        [c.cout, c.cin / c.groups, c.kernel[0], c.kernel[1]],
+        2,
+        round,
+        dtype,
+    )
+    .require_grad();
+    let b = c
+        .bias
+        .then(|| tensor_as::<B, 1>([c.cout], 3, round, dtype).require_grad());
     let options = ConvOptions::new(c.stride, c.padding, c.dilation, c.groups);
     let y = conv2d(x.clone(), w.clone(), b.clone(), options.clone());
-    let r = tensor::<B, 4>(y.dims(), 4);
+    let r = tensor_as::<B, 4>(y.dims(), 4, round, dtype);
     let first = (y.clone() * r).sum().backward();
     let gx = x.grad(&first).unwrap();
     let gw = w.grad(&first).unwrap();
@@ -233,6 +285,97 @@ fn second_order<B: Backend>(c: Case) -> Vec<(String, Vec<f32>)> {
         ("second-order w grad".into(), data(w.grad(&grads).unwrap())),
         ("second-order x grad".into(), data(x0.grad(&grads).unwrap())),
     ]
+}
+
+/// f16 and bf16: flex's half-precision convolutions (`conv2d_gemm::dispatch`, and flex's own
+/// kernels for the few-channel cases) against ndarray's f32 on the same (rounded) inputs,
+/// forward and first order.
+///
+/// Tolerance: the inputs are exact in both runs, flex widens them to f32, runs the f32
+/// kernel and rounds the result once to the half type, an error of at most the unit roundoff
+/// u of the result (f16 u = 2⁻¹¹ ≈ 4.9e-4, bf16 u = 2⁻⁸ ≈ 3.9e-3, relative). A forward with
+/// bias rounds twice (the convolution, then the bias add), and so does the bias gradient (a sum
+/// over the plane, then over the batch), each time at most u of a value no larger than the
+/// scale in these cases. 4u of the scale covers both roundings with a factor two to spare for
+/// the f32 summation order (1e-6); any error that is not rounding of the result (a kernel that
+/// accumulated in half precision over a 7×7×3 window, a wrong index) is far larger.
+#[test]
+fn conv2d_matches_ndarray_in_f16_and_bf16() {
+    for (dtype, u) in [(DType::F16, 2f32.powi(-11)), (DType::BF16, 2f32.powi(-8))] {
+        let mut worst = 0f32;
+        for c in CASES {
+            let f = conv_results_as::<F>(c, dtype, dtype);
+            let n = conv_results_as::<N>(c, dtype, DType::F32);
+            for ((what, a), (_, b)) in f.into_iter().zip(n) {
+                let d = assert_close_to(&format!("{dtype:?} {c:?}: {what}"), a, b, 4.0 * u);
+                worst = worst.max(d);
+            }
+        }
+        println!(
+            "{dtype:?}: largest difference {worst:.2e} of the scale ({:.2} u)",
+            worst / u
+        );
+    }
+}
+
+/// Runs `f` on a rayon pool of `n` threads (flex and gemm size their work by the current
+/// pool).
+fn on_threads<T: Send>(n: usize, f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .unwrap()
+        .install(f)
+}
+
+/// Every flex kernel checked here, on one thread and on two: the image groups, the split
+/// walks and the threaded loops may change the summation order but nothing else (the weight
+/// gradient sums image groups, whose number follows the thread count).
+#[test]
+fn flex_kernels_give_the_same_results_on_one_and_two_threads() {
+    let run = || {
+        let mut out = Vec::new();
+        for c in CASES {
+            out.extend(conv_results::<F>(c));
+            out.extend(second_order::<Flex>(c));
+            let t = Case {
+                cin: c.cout / c.groups * c.groups,
+                cout: c.cin,
+                ..c
+            };
+            if t.cin.is_multiple_of(t.groups) && t.cout.is_multiple_of(t.groups) {
+                out.extend(conv_transpose_results::<F>(t, [0, 0]));
+            }
+        }
+        out.extend(strided_binary::<Flex>());
+        out.extend(gather_scatter::<F>());
+        out
+    };
+    let one = on_threads(1, run);
+    let two = on_threads(2, run);
+    assert_eq!(one.len(), two.len());
+    let (mut identical, mut worst) = (0, 0f32);
+    for ((what, a), (_, b)) in one.iter().zip(&two) {
+        if a.iter()
+            .map(|v| v.to_bits())
+            .eq(b.iter().map(|v| v.to_bits()))
+        {
+            identical += 1;
+        } else {
+            let d = assert_close_to(
+                &format!("1 vs 2 threads: {what}"),
+                a.clone(),
+                b.clone(),
+                1e-6,
+            );
+            println!("1 vs 2 threads: {what}: differs by {d:.2e} of its scale");
+            worst = worst.max(d);
+        }
+    }
+    println!(
+        "1 vs 2 threads: {identical} of {} results bit-identical, the others within {worst:.2e} of their scale",
+        one.len()
+    );
 }
 
 #[test]

@@ -5,12 +5,12 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Distribution;
-use salaug_core::backend::Selected;
 use salaug_core::{Classifier, Explain, MapPair, SaliencyKind, SaliencyLossConfig};
 use salaug_models::{Arch, Model, ModelConfig, Stem};
 
-type B = Selected;
-type AD = burn::backend::Autodiff<Selected>;
+/// The zoo runs on the default CPU backend (burn-flex with our kernels).
+type B = burn::backend::Flex;
+type AD = burn::backend::Autodiff<B>;
 
 /// burn's backend RNG is global and the tests of this binary run in parallel; every test that
 /// builds a model (weights initialise lazily, on first use) holds this lock throughout, so the

@@ -1,10 +1,12 @@
 //! `<run>/metrics.csv`: one row per finished epoch. `salaug train` appends rows, and `salaug
 //! eval`, `--resume`, `cargo xtask reproduce` and the tests read them, all through
 //! [`EpochMetrics`]. Rows are read by the header's column names, so a file stays readable when
-//! columns are added.
+//! columns are added. The columns are the rows of [`crate::measures::MEASURES`].
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+
+use crate::measures::MEASURES;
 
 /// The metrics file of a run directory.
 pub fn in_run(dir: &Path) -> PathBuf {
@@ -83,52 +85,6 @@ impl Default for HeldOut {
     }
 }
 
-/// How a column's value is written.
-#[derive(Clone, Copy)]
-enum Format {
-    Integer,
-    Fixed(usize),
-    Exponent(usize),
-}
-
-/// The columns, in file order: name, format, and the field. The first [`REQUIRED`] are in
-/// every file; the held-out metrics after them were added later and read as NaN from files
-/// without them.
-type Column = (&'static str, Format, fn(&EpochMetrics) -> f64);
-const REQUIRED: usize = 11;
-const N: usize = 19;
-const COLUMNS: [Column; N] = [
-    ("epoch", Format::Integer, |m| m.epoch as f64),
-    ("train_loss", Format::Fixed(6), |m| m.train_loss),
-    ("train_class", Format::Fixed(6), |m| m.train_class),
-    ("train_sal", Format::Fixed(6), |m| m.train_sal),
-    ("train_inv", Format::Fixed(6), |m| m.train_inv),
-    ("train_acc", Format::Fixed(6), |m| m.train_acc),
-    ("test_loss", Format::Fixed(6), |m| m.test_loss),
-    ("test_acc", Format::Fixed(6), |m| m.test_acc),
-    ("consistency", Format::Fixed(6), |m| m.consistency),
-    ("lr", Format::Exponent(6), |m| m.lr),
-    ("seconds", Format::Fixed(2), |m| m.seconds),
-    ("aug_acc", Format::Fixed(6), |m| m.held_out.aug_acc),
-    ("panel_acc", Format::Fixed(6), |m| m.held_out.panel_acc),
-    ("map_spearman", Format::Fixed(6), |m| {
-        m.held_out.map_spearman
-    }),
-    ("map_iou", Format::Fixed(6), |m| m.held_out.map_iou),
-    ("deletion_auc", Format::Fixed(6), |m| {
-        m.held_out.deletion_auc
-    }),
-    ("insertion_auc", Format::Fixed(6), |m| {
-        m.held_out.insertion_auc
-    }),
-    ("deletion_auc_random", Format::Fixed(6), |m| {
-        m.held_out.deletion_auc_random
-    }),
-    ("insertion_auc_random", Format::Fixed(6), |m| {
-        m.held_out.insertion_auc_random
-    }),
-];
-
 /// A `metrics.csv` that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -161,51 +117,36 @@ pub enum MetricsError {
 }
 
 impl EpochMetrics {
+    /// A row of epoch `epoch` in which nothing was measured (every other value NaN).
+    pub fn not_measured(epoch: usize) -> EpochMetrics {
+        EpochMetrics {
+            epoch,
+            train_loss: f64::NAN,
+            train_class: f64::NAN,
+            train_sal: f64::NAN,
+            train_inv: f64::NAN,
+            train_acc: f64::NAN,
+            test_loss: f64::NAN,
+            test_acc: f64::NAN,
+            consistency: f64::NAN,
+            held_out: HeldOut::default(),
+            lr: f64::NAN,
+            seconds: f64::NAN,
+        }
+    }
+
     /// The header line.
     pub fn header() -> String {
-        COLUMNS.map(|c| c.0).join(",")
+        MEASURES.iter().map(|m| m.key).collect::<Vec<_>>().join(",")
     }
 
     /// The row as written to the file.
     pub fn csv_row(&self) -> String {
-        COLUMNS
-            .map(|(_, format, get)| {
-                let v = get(self);
-                match format {
-                    Format::Integer => format!("{}", v as i64),
-                    Format::Fixed(d) => format!("{v:.d$}"),
-                    Format::Exponent(d) => format!("{v:.d$e}"),
-                }
-            })
+        MEASURES
+            .iter()
+            .map(|m| m.format.write((m.get)(self)))
+            .collect::<Vec<_>>()
             .join(",")
-    }
-
-    fn from_values(v: [f64; N]) -> EpochMetrics {
-        let [epoch, train_loss, train_class, train_sal, train_inv, train_acc, test_loss, test_acc, consistency, lr, seconds, aug_acc, panel_acc, map_spearman, map_iou, deletion_auc, insertion_auc, deletion_auc_random, insertion_auc_random] =
-            v;
-        EpochMetrics {
-            epoch: epoch as usize,
-            train_loss,
-            train_class,
-            train_sal,
-            train_inv,
-            train_acc,
-            test_loss,
-            test_acc,
-            consistency,
-            lr,
-            seconds,
-            held_out: HeldOut {
-                aug_acc,
-                panel_acc,
-                map_spearman,
-                map_iou,
-                deletion_auc,
-                insertion_auc,
-                deletion_auc_random,
-                insertion_auc_random,
-            },
-        }
     }
 
     /// The rows of `path` (none if the file does not exist).
@@ -224,15 +165,16 @@ impl EpochMetrics {
             .next()
             .map(|(_, h)| h.split(',').map(str::trim).collect())
             .unwrap_or_default();
-        let mut at = [None; N];
-        for (i, (slot, (name, _, _))) in at.iter_mut().zip(COLUMNS).enumerate() {
-            *slot = header.iter().position(|h| *h == name);
-            if slot.is_none() && i < REQUIRED {
+        let mut at = Vec::with_capacity(MEASURES.len());
+        for m in MEASURES {
+            let col = header.iter().position(|h| *h == m.key);
+            if col.is_none() && m.required {
                 return Err(MetricsError::Column {
                     path: path.to_path_buf(),
-                    column: name,
+                    column: m.key,
                 });
             }
+            at.push(col);
         }
         let mut rows = Vec::new();
         for (i, line) in lines {
@@ -248,13 +190,13 @@ impl EpochMetrics {
             if fields.len() != header.len() {
                 return Err(bad());
             }
-            let mut v = [f64::NAN; N];
-            for (value, col) in v.iter_mut().zip(&at) {
+            let mut row = EpochMetrics::not_measured(0);
+            for (m, col) in MEASURES.iter().zip(&at) {
                 if let Some(col) = *col {
-                    *value = fields[col].parse().map_err(|_| bad())?;
+                    (m.set)(&mut row, fields[col].parse().map_err(|_| bad())?);
                 }
             }
-            rows.push(EpochMetrics::from_values(v));
+            rows.push(row);
         }
         Ok(rows)
     }
@@ -354,8 +296,9 @@ mod tests {
         .unwrap();
         let rows = EpochMetrics::read(&path).unwrap();
         assert_eq!(
-            rows[0].epoch, 18,
-            "epoch is the last of 19 reversed columns"
+            rows[0].epoch,
+            MEASURES.len() - 1,
+            "epoch is the last of the reversed columns"
         );
         assert_eq!(rows[0].seconds, 8.0);
         assert_eq!(rows[0].held_out.insertion_auc_random, 0.0);

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use rand::{rngs::StdRng, SeedableRng};
-use salaug_core::backend::Selected;
+use salaug_train::backend::Selected;
 use salaug_train::data::{load_data, loader, write_synthetic, Batch};
 use salaug_train::timing::time_steps;
 use salaug_train::RunConfig;
@@ -33,7 +33,7 @@ fn env<T: std::str::FromStr>(key: &str, default: T) -> T {
 /// One epoch through the loader; with `augment`, the run's augmentation on every batch.
 /// Returns images per second.
 fn epoch(config: &RunConfig, augment: bool) -> f64 {
-    let data = load_data(config).expect("the generated set loads");
+    let data = load_data(&config.data).expect("the generated set loads");
     let device = Default::default();
     let loader = loader::<Selected>(
         &data.train,

@@ -4,21 +4,38 @@
 //! loop with checkpoints, resume and per-epoch metrics, and the `salaug` command-line tool
 //! built on them.
 //!
-//! Data flows one way: config → data → step → metrics → run loop. Which file owns which job:
+//! The modules depend one way: [`config`] ← {[`data`], [`optim`], [`schedule`]} ←
+//! [`trainee`] (the step) ← [`metrics`] ← [`run`] ← `main.rs`; [`backend`] is read by the
+//! programs only. Which file owns which job:
 //!
 //! | file | job |
 //! |---|---|
-//! | [`config`] | the run config (TOML, `--set` overrides, validation) and what it builds: the model config, the optimiser (one dispatch, [`config::WithOptimizer`]) and the schedule |
-//! | [`data`] | dataset readers (Fashion-MNIST IDX, CIFAR binary, SVHN `.mat`), class folders streamed from disk ([`data::FolderSet`]), downloads, and [`data::load_data`]: the run's training and test sets ([`data::Images`], in memory or from files) with their input normalisation |
+//! | [`config`] | the run config: one struct per TOML table ([`config::sections`], one `Default` and one `validate` each), `--set` overrides, parsing; it imports no other module of the crate |
+//! | [`data`] | dataset readers (Fashion-MNIST IDX, CIFAR binary, SVHN `.mat`), class folders streamed from disk ([`data::FolderSet`]), downloads, and [`data::load_data`]: the training and test sets of a `[data]` section ([`data::Images`], in memory or from files) with their input normalisation |
+//! | [`optim`] | burn's optimiser of `train.optimizer` (one dispatch, [`optim::with_optimizer`]) |
+//! | [`schedule`] | learning-rate schedules stepped per iteration |
 //! | [`trainee`] | the model as the Learner trains it ([`trainee::build_model`]), the step's plan (built once from the config), the saliency training step (`TrainStep`, `L_sal` by `salaug_core::SaliencyLoss::of_batch`) and the evaluation step; their measurements stay on the device until the epoch ends |
-//! | [`metrics`] | the held-out measures (clean, augmented and panel accuracy, map agreement, deletion/insertion, the held-out `L_sal` distance) and `metrics.csv` (columns defined in `salaug_spec::metrics`) |
-//! | [`plot`] | `salaug plot`: training curves from `metrics.csv` as SVG (plotters) |
+//! | [`metrics`] | the held-out measures (clean, augmented and panel accuracy, map agreement, deletion/insertion, the held-out `L_sal` distance) and `metrics.csv` (columns: `salaug_spec::measures::MEASURES`) |
 //! | [`run`] | the epoch loop around burn's Learner: run directory, preflight, checkpoints, `--resume`, loading a finished run |
 //! | [`timing`] | `salaug time`: wall time, CPU use and memory of training steps |
-//! | [`schedule`] | learning-rate schedules stepped per iteration |
+//! | [`plot`] | `salaug plot`: training curves from `metrics.csv` as SVG (plotters), one panel per group of measures |
 //! | [`render`] | progress bars and log lines |
 //! | [`saliency_png`] | `salaug saliency`: maps, overlays and a side-by-side grid of runs as PNG |
+//! | [`backend`] | the backend chosen by cargo feature and the allocator tuning, for programs |
 //! | `main.rs` | the command line: one entry point per subcommand |
+//!
+//! ## What a contributor touches to add a unit
+//!
+//! Counted in code places (match arms, list entries, declarations; tests and docs apart) before
+//! and after the restructure of December 2026 (the review of 4ce5742 counted "before"):
+//!
+//! | to add | before | now | where, now |
+//! |---|---|---|---|
+//! | a held-out measure | ≈ 12 in 7 files of 3 crates | 4 in 3 files | its field in `salaug_spec::HeldOut` and its NaN in `HeldOut::default`, one row of `salaug_spec::measures::MEASURES` (CSV column and format, heading, scale, direction, plot panel, table column), its computation in [`metrics::held_out`]; `metrics.csv`, the log line, `salaug eval`, `salaug plot` and the xtask tables iterate the table |
+//! | a dataset format | ≈ 8 in 3–4 files | 6 in 3 files | its reader file in `data/`, one line of [`config::DatasetKind`] (the name, written once: serde, `FromStr`, `Display`, `ALL`), its arms in [`data::load`], [`data::present`] and the not-found hint of [`data::locate`]; optionally `data::Remote::of` |
+//! | an augmentation | 4 | 4 | unchanged: its type, `pub mod` / `pub use` and one `augmentations!` line in salaug-augment |
+//! | a saliency method | ≈ 9 code + 5 test lists | ≈ 8 code + 5 test lists | unchanged but for the name: its file in `salaug_core::saliency`, the `SaliencyKind` variant, `name()`, `FromStr` and the config table (one function now parses both the command line and configs), the dispatch, the re-export, the xtask `METHODS`; still to do: one method table that the tests iterate |
+//! | a model family | ≈ 10 code + 4 test | ≈ 10 code + 4 test | unchanged: still 7 match sites in `salaug_models` |
 //!
 //! What crosses a process boundary (table specs, metrics columns, the timing record, data
 //! search paths) is defined in the burn-free `salaug-spec` crate, shared with `cargo xtask`.
@@ -27,9 +44,11 @@
 //! `thiserror` enums (salaug-augment's wraps salaug-core's); this crate's run-level code and the
 //! CLI use `anyhow` with context, and `main` prints the chain and exits non-zero.
 
+pub mod backend;
 pub mod config;
 pub mod data;
 pub mod metrics;
+pub mod optim;
 pub mod plot;
 pub mod render;
 pub mod run;

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use salaug_core::backend::Selected;
+use salaug_train::backend::Selected;
 use salaug_train::metrics::{consistency, evaluate, held_out, read_metrics};
 use salaug_train::run::{load_run, train};
 use salaug_train::{saliency_png, RunConfig};
@@ -204,22 +204,17 @@ fn run(cli: Cli) -> Result<()> {
                 &device,
             )?;
             let epochs = read_metrics(&run)?.len();
+            let mut row = salaug_spec::EpochMetrics::not_measured(epochs);
+            row.test_acc = acc;
+            row.consistency = cons;
+            row.held_out = h;
             println!(
-                "{}: {} epochs; on {} test images: test accuracy {:.2}%, under the run's augmentation {:.2}%, under the panel {:.2}%; maps x vs T^-1(S(T(x))): Spearman {:.3}, top-10% IoU {:.3}; deletion AUC {:.3} (random order {:.3}), insertion AUC {:.3} (random order {:.3}); held-out L_sal distance ({}) {:.5}",
+                "{}: {} epochs, {} test images, saliency method {}: {}",
                 run.display(),
                 epochs,
                 data.test.len(),
-                100.0 * acc,
-                100.0 * h.aug_acc,
-                100.0 * h.panel_acc,
-                h.map_spearman,
-                h.map_iou,
-                h.deletion_auc,
-                h.deletion_auc_random,
-                h.insertion_auc,
-                h.insertion_auc_random,
                 method.name(),
-                cons
+                salaug_spec::measures::summary(&row)
             );
         }
         Command::Saliency {
@@ -285,7 +280,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    salaug_core::backend::tune_allocator();
+    salaug_train::backend::tune_allocator();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -2,74 +2,16 @@
 //! (plotters): the loss terms, the accuracies (training, clean test, under the run's
 //! augmentation and under the panel), map agreement (Spearman, top-10 % IoU), faithfulness
 //! (deletion and insertion areas with their random-order baselines) and the held-out `L_sal`
-//! distance, per epoch. Runs are told apart by colour, measures by line style; epochs where a
+//! distance, per epoch: the panels of `salaug_spec::measures::MEASURES`. Runs are told apart by colour, measures by line style; epochs where a
 //! measure was not taken (NaN) are skipped.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use plotters::prelude::*;
-use salaug_spec::EpochMetrics;
+use salaug_spec::measures::panels;
 
 use crate::metrics::read_metrics;
-
-/// One curve: its label and the value of a metrics row.
-type Series = (&'static str, fn(&EpochMetrics) -> f64);
-
-/// One panel of the figure: its title and its series.
-struct Panel {
-    title: &'static str,
-    series: &'static [Series],
-}
-
-const PANELS: [Panel; 8] = [
-    Panel {
-        title: "training L_class",
-        series: &[("L_class", |m| m.train_class)],
-    },
-    Panel {
-        title: "training L_sal, L_inv",
-        series: &[("L_sal", |m| m.train_sal), ("L_inv", |m| m.train_inv)],
-    },
-    Panel {
-        title: "accuracy",
-        series: &[
-            ("train", |m| m.train_acc),
-            ("test", |m| m.test_acc),
-            ("test, T(x)", |m| m.held_out.aug_acc),
-            ("test, panel", |m| m.held_out.panel_acc),
-        ],
-    },
-    Panel {
-        title: "map agreement x vs T^-1(S(T(x)))",
-        series: &[
-            ("Spearman", |m| m.held_out.map_spearman),
-            ("top-10% IoU", |m| m.held_out.map_iou),
-        ],
-    },
-    Panel {
-        title: "deletion AUC (lower: faithful)",
-        series: &[
-            ("map order", |m| m.held_out.deletion_auc),
-            ("random order", |m| m.held_out.deletion_auc_random),
-        ],
-    },
-    Panel {
-        title: "insertion AUC (higher: faithful)",
-        series: &[
-            ("map order", |m| m.held_out.insertion_auc),
-            ("random order", |m| m.held_out.insertion_auc_random),
-        ],
-    },
-    Panel {
-        title: "held-out L_sal distance (the objective)",
-        series: &[("distance", |m| m.consistency)],
-    },
-    Panel {
-        title: "learning rate (last step)",
-        series: &[("lr", |m| m.lr)],
-    },
-];
 
 const COLOURS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
@@ -124,16 +66,17 @@ pub fn plot_runs(runs: &[PathBuf], out: &Path) -> Result<usize> {
         ))
         .map_err(draw)?;
         let epochs = all.iter().map(|(_, r)| r.len()).max().unwrap_or(1);
-        for (area, panel) in body.split_evenly((2, 4)).iter().zip(&PANELS) {
+        let panels = panels();
+        let layout = (panels.len().div_ceil(4), 4);
+        for (area, (title, measures)) in body.split_evenly(layout).iter().zip(&panels) {
             let points: Vec<Vec<Vec<(f64, f64)>>> = all
                 .iter()
                 .map(|(_, rows)| {
-                    panel
-                        .series
+                    measures
                         .iter()
-                        .map(|(_, get)| {
+                        .map(|m| {
                             rows.iter()
-                                .map(|r| (r.epoch as f64, get(r)))
+                                .map(|r| (r.epoch as f64, (m.get)(r)))
                                 .filter(|(_, v)| v.is_finite())
                                 .collect()
                         })
@@ -151,7 +94,7 @@ pub fn plot_runs(runs: &[PathBuf], out: &Path) -> Result<usize> {
                 (lo - pad, hi + pad)
             };
             let mut chart = ChartBuilder::on(area)
-                .caption(panel.title, ("sans-serif", 18))
+                .caption(*title, ("sans-serif", 18))
                 .margin(12)
                 .x_label_area_size(30)
                 .y_label_area_size(55)
@@ -186,7 +129,8 @@ pub fn plot_runs(runs: &[PathBuf], out: &Path) -> Result<usize> {
                         .draw_series(LineSeries::new(pts.iter().copied(), style))
                         .map_err(draw)?;
                     if r == 0 {
-                        drawn.label(panel.series[s].0).legend(move |(x, y)| {
+                        let label = measures[s].panel.map_or("", |p| p.1);
+                        drawn.label(label).legend(move |(x, y)| {
                             EmptyElement::at((x, y))
                                 + PathElement::new(vec![(0, 0), (20, 0)], style)
                                 + match s {

@@ -28,9 +28,10 @@ use burn::train::checkpoint::KeepLastNCheckpoints;
 use burn::train::{Learner, SupervisedTraining};
 use salaug_spec::EpochMetrics;
 
-use crate::config::{self, RunConfig};
+use crate::config::RunConfig;
 use crate::data::{load_data, loader, Batch, Data, ImageBatcher};
 use crate::metrics::{consistency, held_out, read_metrics, HeldOut};
+use crate::optim::{with_optimizer, WithOptimizer};
 use crate::render::Progress;
 use crate::schedule::Scheduler;
 use crate::trainee::{build_model, Trainee};
@@ -101,19 +102,22 @@ pub fn train<B: Backend>(
         Some(last) => last.epoch + 1,
         None => 1,
     };
-    let data = load_data(&config)?;
+    let data = load_data(&config.data)?;
     // The resolved config, with the normalisation used.
     config.data.mean = Some(data.mean.clone());
     config.data.std = Some(data.std.clone());
     std::fs::write(dir.join("config.toml"), config.to_toml())
         .with_context(|| format!("writing {}", dir.join("config.toml").display()))?;
-    config.train.optimizer.with(Epochs::<B> {
-        config: &config,
-        data: &data,
-        dir,
-        start,
-        device,
-    })?;
+    with_optimizer(
+        &config.train.optimizer,
+        Epochs::<B> {
+            config: &config,
+            data: &data,
+            dir,
+            start,
+            device,
+        },
+    )?;
     read_metrics(dir)
 }
 
@@ -126,7 +130,7 @@ struct Epochs<'a, B: Backend> {
     device: &'a B::Device,
 }
 
-impl<B: Backend> config::WithOptimizer<B> for Epochs<'_, B> {
+impl<B: Backend> WithOptimizer<Autodiff<B>, Trainee<Autodiff<B>>> for Epochs<'_, B> {
     type Output = Result<()>;
     fn run<O>(self, make: impl Fn() -> O) -> Result<()>
     where
@@ -217,23 +221,9 @@ where
             held_out: measured,
         };
         tracing::info!(
-            "epoch {epoch}/{}: loss {:.4} (class {:.4}, sal {:.4}, inv {:.4}), train acc {:.2}%, test acc {:.2}% (augmented {:.2}%, panel {:.2}%), maps: Spearman {:.3}, top-10% IoU {:.3}, deletion {:.3} (random {:.3}), insertion {:.3} (random {:.3}), held-out L_sal distance {:.5}, lr {:.3e}, {:.1} s",
+            "epoch {epoch}/{}: {}, lr {:.3e}, {:.1} s",
             t.epochs,
-            m.train_loss,
-            m.train_class,
-            m.train_sal,
-            m.train_inv,
-            100.0 * m.train_acc,
-            100.0 * m.test_acc,
-            100.0 * m.held_out.aug_acc,
-            100.0 * m.held_out.panel_acc,
-            m.held_out.map_spearman,
-            m.held_out.map_iou,
-            m.held_out.deletion_auc,
-            m.held_out.deletion_auc_random,
-            m.held_out.insertion_auc,
-            m.held_out.insertion_auc_random,
-            m.consistency,
+            salaug_spec::measures::summary(&m),
             m.lr,
             m.seconds
         );
@@ -293,7 +283,7 @@ pub fn load_run<B: Backend>(
 ) -> Result<(RunConfig, Data, Trainee<B>)> {
     let path = dir.join("config.toml");
     let config = RunConfig::load(&path, &[])?;
-    let data = load_data(&config)?;
+    let data = load_data(&config.data)?;
     let model = build_model::<B>(&config, &data, device)?;
     let file = dir.join("model");
     if !file.with_extension("mpk").exists() {

@@ -203,7 +203,7 @@ pub fn write_maps<B: Backend>(
     let mut columns = Vec::new();
     let mut predictions = Vec::new();
     for (label, model) in runs {
-        let method = &model.plan.0.config.loss.method;
+        let method = &model.plan.0.loss.method;
         let (pred, s_x) = maps_of(model, method, x.clone(), None)?;
         predictions.push(pred.clone());
         let (_, s_t) = maps_of(model, method, tx.images.clone(), Some(pred.clone()))?;

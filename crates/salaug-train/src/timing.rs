@@ -19,9 +19,10 @@ use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use salaug_spec::StepTiming;
 
-use crate::config::{RunConfig, WithOptimizer};
+use crate::config::RunConfig;
 use crate::data::{load_data, Data};
 use crate::data::{Batch, ImageBatcher};
+use crate::optim::{with_optimizer, WithOptimizer};
 use crate::trainee::build_model;
 use crate::trainee::Trainee;
 
@@ -42,21 +43,24 @@ pub fn time_steps<B: Backend>(
     let limit = config.data.train_limit.unwrap_or(usize::MAX);
     config.data.train_limit = Some(limit.min(config.train.batch_size));
     config.data.test_limit = Some(1);
-    let data = load_data(&config)?;
+    let data = load_data(&config.data)?;
     let n = config.train.batch_size.min(data.train.len());
     if n < 2 {
         bail!("need at least 2 training images to time a step");
     }
     let baseline = process::reset_peak_rss();
-    let steps = config.train.optimizer.with(Steps::<B> {
-        config: &config,
-        data: &data,
-        batch: n,
-        warmup,
-        iters,
-        exclude_transform,
-        device,
-    })?;
+    let steps = with_optimizer(
+        &config.train.optimizer,
+        Steps::<B> {
+            config: &config,
+            data: &data,
+            batch: n,
+            warmup,
+            iters,
+            exclude_transform,
+            device,
+        },
+    )?;
     let (times_ms, cpu_cores) = steps;
     let (median_ms, mean_ms) = StepTiming::summarise(times_ms.clone());
     Ok(StepTiming {
@@ -95,7 +99,7 @@ struct Steps<'a, B: Backend> {
     device: &'a B::Device,
 }
 
-impl<B: Backend> WithOptimizer<B> for Steps<'_, B> {
+impl<B: Backend> WithOptimizer<Autodiff<B>, Trainee<Autodiff<B>>> for Steps<'_, B> {
     /// Per-step wall times (ms) and the process's CPU use over the timed steps.
     type Output = Result<(Vec<f64>, Option<f64>)>;
 

@@ -24,11 +24,11 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use rand::{rngs::StdRng, SeedableRng};
-use salaug_augment::Labels;
+use salaug_augment::{Augmentation, Labels};
 use salaug_core::{invariance_loss, materialize, Classifier, Explain, SaliencyLoss};
 use salaug_models::Model;
 
-use crate::config::RunConfig;
+use crate::config::{LossConfig, RunConfig, Strategy};
 use crate::data::{Batch, Data};
 
 /// One split's per-step measurements, summed at the end of each epoch.
@@ -115,13 +115,19 @@ impl Rows {
     }
 }
 
-/// What the step does, built once per model from the run config and the data, and shared by
-/// every copy of the model.
+/// What the step does, built once per model from the run config and the data (it keeps only
+/// the settings the step reads), and shared by every copy of the model.
 #[derive(Debug)]
 pub struct PlanInner {
-    /// The run config (strategy, augmentation, loss settings, seed).
-    pub config: RunConfig,
-    /// The saliency loss of `config.loss.saliency`.
+    /// The run seed (with the batch's indices, it seeds the batch's augmentation).
+    pub seed: u64,
+    /// Which loss terms are trained.
+    pub strategy: Strategy,
+    /// `T`.
+    pub augment: Augmentation,
+    /// The loss settings (`[loss]`).
+    pub loss: LossConfig,
+    /// The saliency loss of `loss.saliency`.
     pub sal_loss: SaliencyLoss,
     /// Number of classes.
     pub classes: usize,
@@ -148,7 +154,10 @@ impl Plan {
         std: Vec<f64>,
     ) -> anyhow::Result<Plan> {
         Ok(Plan(Arc::new(PlanInner {
-            config: config.clone(),
+            seed: config.seed,
+            strategy: config.train.strategy,
+            augment: config.augment.clone(),
+            loss: config.loss.clone(),
             sal_loss: config.loss.saliency.init()?,
             classes,
             mean,
@@ -193,8 +202,6 @@ pub fn per_channel<B: Backend>(v: &[f64], c: usize, device: &B::Device) -> Tenso
     let v: Vec<f32> = (0..c).map(|i| v[i.min(v.len() - 1)] as f32).collect();
     Tensor::<B, 1>::from_floats(v.as_slice(), device).reshape([1, c, 1, 1])
 }
-
-impl<B: Backend> Trainee<B> {}
 
 impl<B: Backend> Classifier<B> for Trainee<B> {
     fn logits(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
@@ -269,8 +276,8 @@ impl<B: Backend> Trainee<B> {
         let n = x.dims()[0];
         let device = x.device();
         let k = p.classes;
-        let mut rng = batch_rng(p.config.seed, &batch.indices);
-        let aug = p.config.augment.run(x.clone(), &mut rng)?;
+        let mut rng = batch_rng(p.seed, &batch.indices);
+        let aug = p.augment.run(x.clone(), &mut rng)?;
         let soft = aug.labels.soft_targets(&batch.labels, k);
         let mut weights = Labels::Same.soft_targets(&batch.labels, k);
         weights.extend_from_slice(&soft);
@@ -300,7 +307,7 @@ impl<B: AutodiffBackend> Trainee<B> {
     /// trained) and the loss terms; no backward.
     pub fn losses_of(&self, prepared: Prepared<B>) -> anyhow::Result<StepLosses<B>> {
         let p = &self.plan.0;
-        let (strategy, loss) = (p.config.train.strategy, &p.config.loss);
+        let (strategy, loss) = (p.strategy, &p.loss);
         let Prepared {
             images: both,
             weights,

@@ -8,7 +8,7 @@ use burn::backend::Autodiff;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use salaug_core::backend::Selected;
+use salaug_train::backend::Selected;
 use salaug_train::data::Data;
 use salaug_train::data::{ImageBatcher, ImageSet, Images};
 use salaug_train::trainee::build_model;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use burn::backend::Autodiff;
-use salaug_core::backend::Selected;
+use salaug_train::backend::Selected;
 use salaug_train::metrics::{evaluate, read_metrics};
 use salaug_train::run::load_run;
 
@@ -130,7 +130,7 @@ fn ref_and_sal_learn_fashion_mnist_and_sal_is_more_consistent() {
     // `salaug eval` and `salaug saliency` on the finished run.
     let out = salaug(&["eval", "--run", s.to_str().unwrap()]);
     ok(&out);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("test accuracy"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("clean acc. (%)"));
     let maps = tmp.path().join("maps");
     ok(&salaug(&[
         "saliency",
@@ -213,11 +213,20 @@ fn eval_distance(run: &Path, method: Option<&str>) -> (String, f64) {
     let out = salaug(&args);
     ok(&out);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let tail = text
-        .split("held-out L_sal distance (")
+    let name = text
+        .split("saliency method ")
         .nth(1)
-        .unwrap_or_else(|| panic!("no distance in {text}"));
-    let (name, value) = tail.split_once(") ").unwrap();
+        .and_then(|t| t.split_once(':'))
+        .unwrap_or_else(|| panic!("no method in {text}"))
+        .0;
+    let head = salaug_spec::measures::by_key("consistency").unwrap().head;
+    let value = text
+        .split(&format!("{head} "))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no distance in {text}"))
+        .split(',')
+        .next()
+        .unwrap();
     (name.to_string(), value.trim().parse().unwrap())
 }
 

@@ -139,14 +139,15 @@ impl<S: SaliencyMethod + ?Sized> SaliencyMethod for Box<S> {
 
 /// The saliency methods by name, for configs and the CLI.
 ///
-/// In TOML: `method = "gradient"`, `"input_x_gradient"`, `"guided_backprop"` or `"deconvnet"`;
-/// Grad-CAM at the model's default layer or a named one, `method = { grad_cam = {} }`,
-/// `method = { grad_cam = { layer = "layer4" } }` (and the same for `guided_grad_cam`); or
-/// SmoothGrad around any of them,
+/// One spelling everywhere: on the command line ([`str::parse`]) and in configs alike a method
+/// is named `"gradient"`, `"input_x_gradient"`, `"guided_backprop"`, `"deconvnet"`,
+/// `"grad_cam"` (the model's default layer) or `"grad_cam:layer4"`, the same for
+/// `guided_grad_cam`, and `"smooth_grad"` (around the gradient) or `"smooth_grad:<method>"`
+/// (10 samples, noise level 0.15). A config may also give the settings as a table:
+/// `method = { grad_cam = { layer = "layer4" } }`,
 /// `method = { smooth_grad = { of = "gradient", samples = 10, noise_level = 0.15 } }`.
-/// On the command line ([`str::parse`]): the same names, `grad_cam:layer4`, and
-/// `smooth_grad:<method>` (10 samples, noise level 0.15).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+/// Serialised, a method is its name, or the table where it has settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum SaliencyKind {
     /// Vanilla gradient of the label's logit (the paper's eq. 1).
@@ -217,19 +218,65 @@ impl core::str::FromStr for SaliencyKind {
             ("deconvnet", None) => SaliencyKind::DeconvNet,
             ("grad_cam", _) => SaliencyKind::GradCam(layer()),
             ("guided_grad_cam", _) => SaliencyKind::GuidedGradCam(layer()),
-            ("smooth_grad", Some(inner)) => {
-                SaliencyKind::SmoothGrad(SmoothGrad::with_defaults(Box::new(inner.parse()?)))
-            }
+            ("smooth_grad", inner) => SaliencyKind::SmoothGrad(SmoothGrad::with_defaults(
+                Box::new(inner.map_or(Ok(SaliencyKind::Gradient), str::parse)?),
+            )),
             _ => {
                 return Err(Error::InvalidSetting {
                     name: "saliency method",
                     value: text.to_string(),
                     reason: "expected gradient, input_x_gradient, guided_backprop, deconvnet, \
-                             grad_cam[:layer], guided_grad_cam[:layer] or smooth_grad:<method>",
+                             grad_cam[:layer], guided_grad_cam[:layer] or smooth_grad[:<method>]",
                 })
             }
         };
         Ok(kind)
+    }
+}
+
+impl<'de> Deserialize<'de> for SaliencyKind {
+    /// A name ([`str::parse`]'s form) or a one-key table of a method with settings.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> core::result::Result<Self, D::Error> {
+        use serde::de::{Error as _, MapAccess, Visitor};
+        struct Kind;
+        impl<'de> Visitor<'de> for Kind {
+            type Value = SaliencyKind;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a saliency method name or a table such as { grad_cam = { layer = \"layer4\" } }")
+            }
+            fn visit_str<E: serde::de::Error>(
+                self,
+                v: &str,
+            ) -> core::result::Result<Self::Value, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> core::result::Result<Self::Value, A::Error> {
+                let key: String = map
+                    .next_key()?
+                    .ok_or_else(|| A::Error::custom("an empty table names no saliency method"))?;
+                let kind = match key.as_str() {
+                    "grad_cam" => SaliencyKind::GradCam(map.next_value()?),
+                    "guided_grad_cam" => SaliencyKind::GuidedGradCam(map.next_value()?),
+                    "smooth_grad" => SaliencyKind::SmoothGrad(map.next_value()?),
+                    other => {
+                        return Err(A::Error::custom(format!(
+                            "unknown saliency method table `{other}`: tables are for grad_cam, \
+                             guided_grad_cam and smooth_grad; name the others as strings"
+                        )))
+                    }
+                };
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(A::Error::custom(format!(
+                        "a saliency method table names one method, not also `{extra}`"
+                    )));
+                }
+                Ok(kind)
+            }
+        }
+        d.deserialize_any(Kind)
     }
 }
 
@@ -308,6 +355,20 @@ mod tests {
         );
         assert!(parse("method = { grad_cam = { layers = \"x\" } }").is_err());
         assert!(parse("method = \"guided\"").is_err());
+        // The command line's names are a config's too.
+        assert_eq!(
+            parse("method = \"grad_cam\"").unwrap(),
+            SaliencyKind::GradCam(GradCam::default())
+        );
+        assert_eq!(
+            parse("method = \"guided_grad_cam:layer4\"").unwrap(),
+            SaliencyKind::GuidedGradCam(GradCam::at("layer4"))
+        );
+        assert_eq!(
+            parse("method = \"smooth_grad\"").unwrap(),
+            SaliencyKind::SmoothGrad(SmoothGrad::with_defaults(Box::new(SaliencyKind::Gradient)))
+        );
+        assert!(parse("method = { gradient = {} }").is_err());
         assert!(parse("method = { smooth_grad = { of = \"gradient\", sample = 4 } }").is_err());
     }
 
@@ -331,13 +392,11 @@ mod tests {
             "grad_cam:stage5".parse::<SaliencyKind>().unwrap(),
             SaliencyKind::GradCam(GradCam::at("stage5"))
         );
-        for bad in [
-            "guided",
-            "gradient:x",
-            "smooth_grad",
-            "smooth_grad:nope",
-            "",
-        ] {
+        assert_eq!(
+            "smooth_grad".parse::<SaliencyKind>().unwrap(),
+            "smooth_grad:gradient".parse::<SaliencyKind>().unwrap()
+        );
+        for bad in ["guided", "gradient:x", "smooth_grad:nope", ""] {
             let err = bad.parse::<SaliencyKind>().unwrap_err().to_string();
             assert!(err.contains("saliency method"), "{bad}: {err}");
         }

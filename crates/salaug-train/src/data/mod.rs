@@ -29,8 +29,8 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
-use serde::{Deserialize, Serialize};
 
+pub use crate::config::DatasetKind;
 pub use cifar::{read_cifar, CifarKind};
 pub use download::{fetch, Remote};
 pub use folder::{write_synthetic, FolderSet};
@@ -89,35 +89,6 @@ impl DataError {
 /// Reads a whole file, naming it in the error.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
     std::fs::read(path).map_err(|e| DataError::io(path, e))
-}
-
-/// The datasets salaug reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DatasetKind {
-    /// Fashion-MNIST (Zalando), 28×28 gray, 10 classes.
-    FashionMnist,
-    /// CIFAR-10, 32×32 RGB, 10 classes.
-    Cifar10,
-    /// CIFAR-100, 32×32 RGB, 100 classes (fine labels).
-    Cifar100,
-    /// SVHN cropped digits, 32×32 RGB, 10 classes.
-    Svhn,
-    /// ImageNet-style class folders.
-    ImageFolder,
-}
-
-impl DatasetKind {
-    /// The name used in configs.
-    pub fn name(self) -> &'static str {
-        match self {
-            DatasetKind::FashionMnist => "fashion_mnist",
-            DatasetKind::Cifar10 => "cifar10",
-            DatasetKind::Cifar100 => "cifar100",
-            DatasetKind::Svhn => "svhn",
-            DatasetKind::ImageFolder => "image_folder",
-        }
-    }
 }
 
 /// Which half of a dataset.

@@ -1,21 +1,9 @@
 //! Shape changes applied once after loading: zero padding, resizing, gray to RGB.
 
 use image::imageops::FilterType;
-use serde::{Deserialize, Serialize};
 
 use super::ImageSet;
-
-/// How to bring a dataset to the shape a model expects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct Prepare {
-    /// Zero-pad each image evenly to `pad_to × pad_to` (Fashion-MNIST 28 → 32).
-    pub pad_to: Option<usize>,
-    /// Then resize (bilinear) to `resize_to × resize_to` (the paper upscales to 224).
-    pub resize_to: Option<usize>,
-    /// Replicate a gray channel to 3 (for models with RGB stems).
-    pub rgb: bool,
-}
+pub use crate::config::Prepare;
 
 impl Prepare {
     /// The `[c, h, w]` of images of `shape` after this preparation.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 
 use super::{load, locate, DatasetKind, FolderSet, Images, Split};
-use crate::config::RunConfig;
+use crate::config::DataConfig;
 
 /// The prepared training and test images.
 #[derive(Debug, Clone)]
@@ -24,15 +24,15 @@ pub struct Data {
     pub std: Vec<f64>,
 }
 
-/// Finds, reads, subsets and prepares the data of `config`, with its input normalisation: the
-/// config's `data.mean` / `data.std`, else the training images' channel statistics (see
+/// Finds, reads, subsets and prepares the data of a run's `[data]` section, with its input
+/// normalisation: `data.mean` / `data.std`, else the training images' channel statistics (see
 /// [`channel_stats`]). Class folders are listed here and decoded when batches ask for them.
-pub fn load_data(config: &RunConfig) -> Result<Data> {
-    let kind = config.data.dataset;
-    let root = locate(kind, config.data.dir.as_deref())?;
+pub fn load_data(config: &DataConfig) -> Result<Data> {
+    let kind = config.dataset;
+    let root = locate(kind, config.dir.as_deref())?;
     tracing::info!("reading {} from {}", kind.name(), root.display());
     let (train, test) = if kind == DatasetKind::ImageFolder {
-        let size = config.data.folder_size;
+        let size = config.folder_size;
         (
             Images::Files(FolderSet::scan(&root, Split::Train, size)?),
             Images::Files(FolderSet::scan(&root, Split::Test, size)?),
@@ -43,16 +43,16 @@ pub fn load_data(config: &RunConfig) -> Result<Data> {
             Images::Memory(load(kind, &root, Split::Test)?),
         )
     };
-    let prep = config.data.prepare;
-    let train = train.balanced_subset(config.data.train_limit).prepare(prep);
-    let test = test.balanced_subset(config.data.test_limit).prepare(prep);
+    let prep = config.prepare;
+    let train = train.balanced_subset(config.train_limit).prepare(prep);
+    let test = test.balanced_subset(config.test_limit).prepare(prep);
     for set in [&train, &test] {
         if let Images::Files(files) = set {
             files.check_headers()?;
         }
     }
     let c = train.shape()[0];
-    let (mean, std) = match (&config.data.mean, &config.data.std) {
+    let (mean, std) = match (&config.mean, &config.std) {
         (Some(m), Some(s)) => (m.clone(), s.clone()),
         (m, s) => {
             let (mean, std) = channel_stats(&train)?;

@@ -1,21 +1,49 @@
 //! `cargo xtask profile`: where a training step's time goes, by kernel.
 //!
-//! Builds `salaug` in the `profiling` profile (release code with line tables, frame pointers
-//! forced) into `target/profiling`, records `salaug time` of one model and strategy (the step
-//! of `configs/bench-peer.toml`) with `perf record -e cpu-clock --call-graph fp`, and sorts
-//! every sample into the kernel it belongs to: the classes below are tried in order and the
-//! first one that names any frame of the sample's stack takes it (so GEMM called by a
-//! convolution counts as convolution). It also reports the share of samples the main thread spends outside rayon's
-//! workers (serial work: autodiff bookkeeping, small or unthreaded ops), which bounds the CPU
-//! use. Needs `perf` (Debian: `linux-perf`); the machine's PMU is not needed (`cpu-clock`).
+//! Builds `salaug` in the `profiling` profile ([`salaug_bin::build_profiling`]: release code
+//! with line tables, frame pointers forced) into `target/profiling`, records `salaug time` of
+//! one model and strategy (the step of `configs/bench-peer.toml`) with
+//! `perf record -e cpu-clock --call-graph fp`, and sorts every sample into the kernel it
+//! belongs to: the classes below are tried in order and the first one that names any frame of
+//! the sample's stack takes it (so GEMM called by a convolution counts as convolution). It
+//! also reports the share of samples the main thread spends outside rayon's workers (serial
+//! work: autodiff bookkeeping, small or unthreaded ops), which bounds the CPU use. Needs
+//! `perf` (Debian: `linux-perf`); the machine's PMU is not needed (`cpu-clock`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use clap::Args;
 
-use crate::reproduce::workspace_root;
+use crate::salaug_bin::{self, workspace_root};
+
+/// The flags of `cargo xtask profile`.
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// Model (small_cnn, resnet18, densenet121, …).
+    #[arg(long, default_value = "resnet18")]
+    model: String,
+    /// Strategy (ref = plain step, sal = saliency step).
+    #[arg(long, default_value = "sal")]
+    strategy: String,
+    /// Untimed steps.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Recorded steps.
+    #[arg(long, default_value_t = 3)]
+    iters: usize,
+}
+
+/// Profiles the step and prints the table of kernels.
+pub fn handle(args: ProfileArgs) -> Result<()> {
+    println!(
+        "{}",
+        profile(&args.model, &args.strategy, args.warmup, args.iters)?
+    );
+    Ok(())
+}
 
 /// Kernel classes, matched against frames from the innermost outwards; the first class with a
 /// matching frame wins. Later classes only when no frame matches an earlier one.
@@ -89,29 +117,9 @@ const CLASSES: &[(&str, &[&str])] = &[
     ),
 ];
 
-pub fn profile(model: &str, strategy: &str, warmup: usize, iters: usize) -> Result<String> {
+fn profile(model: &str, strategy: &str, warmup: usize, iters: usize) -> Result<String> {
     let root = workspace_root();
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&root)
-        .env("RUSTFLAGS", "-C force-frame-pointers=yes")
-        .args([
-            "build",
-            "--profile",
-            "profiling",
-            "-p",
-            "salaug-train",
-            "--bin",
-            "salaug",
-        ])
-        .status()
-        .context("could not start cargo")?;
-    if !status.success() {
-        bail!("building the profiling binary failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("profiling").join("salaug");
+    let bin = salaug_bin::build_profiling()?;
     let data = std::env::temp_dir().join(format!("salaug-profile-{}.data", std::process::id()));
     let mut cmd = Command::new("perf");
     cmd.current_dir(&root)

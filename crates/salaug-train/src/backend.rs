@@ -1,7 +1,7 @@
-//! The backend chosen by cargo feature, for binaries, examples and benchmarks.
-//!
-//! The library itself is generic over the backend; only programs name one. With several
-//! backend features on, the first of `flex`, `ndarray`, `wgpu`, `cuda` wins.
+//! The backend chosen by cargo feature, for the `salaug` binary, the benchmarks and the tests:
+//! the only file of salaug that names a backend for a program. The libraries (salaug-core,
+//! salaug-models, salaug-augment and the rest of this crate) are generic over the backend.
+//! With several backend features on, the first of `flex`, `ndarray`, `wgpu`, `cuda` wins.
 
 /// The backend selected by the enabled cargo feature.
 #[cfg(feature = "flex")]

@@ -8,19 +8,94 @@
 //! - interrupted after at least one epoch: continued with `salaug train --resume`;
 //! - interrupted in its first epoch: started again.
 //!
-//! `--quick` replaces the paper's datasets with Fashion-MNIST (the real data these CPU
-//! machines have), so cells that differ only by dataset collapse into one.
+//! The runs go through a copy of one `salaug` build ([`salaug_bin`]), `--jobs` at once
+//! ([`pool`]); the tables are written by [`crate::report`]. `--quick` replaces the paper's
+//! datasets with Fashion-MNIST (the real data these CPU machines have, [`fashion_mnist`]), so
+//! cells that differ only by dataset collapse into one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use salaug_spec::data::DEBIAN_FASHION_MNIST;
+use clap::Args;
 use salaug_spec::StepTiming;
 use salaug_spec::{metrics, Cell, EpochMetrics, Mode, PaperFigures, TableSpec};
 
 use crate::report::{accuracy_table, timing_table, CellRuns, Timing};
+use crate::{fashion_mnist, pool, salaug_bin};
+
+/// The flags of `cargo xtask reproduce`.
+#[derive(Debug, Args)]
+pub struct ReproduceArgs {
+    /// Which table.
+    #[arg(value_parser = ["table1", "table2", "table3", "table4"])]
+    table: String,
+    /// Pipeline smoke test on Fashion-MNIST, minutes on 2 cores (the default).
+    #[arg(long, group = "mode")]
+    quick: bool,
+    /// CPU study on Fashion-MNIST that learns (≥ 85 % reference accuracy; tables 1, 2):
+    /// hours on 2 cores.
+    #[arg(long, group = "mode")]
+    cpu: bool,
+    /// The paper's protocol (224×224, its models and settings; for a GPU machine with the
+    /// datasets at hand).
+    #[arg(long, group = "mode")]
+    paper: bool,
+    /// Ours: the paper's grid at 32×32 with small-image models (tables 1, 2).
+    #[arg(long, group = "mode")]
+    small32: bool,
+    /// Seeds per cell (default: the table's, 5 for table 1, 3 for table 2).
+    #[arg(long)]
+    seeds: Option<usize>,
+    /// Backend the `salaug` binary is built with.
+    #[arg(long, default_value = "flex", value_parser = ["flex", "ndarray", "wgpu", "cuda"])]
+    backend: String,
+    /// Folder holding the datasets (else $SALAUG_DATA and system folders).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Output folder for the tables and run directories.
+    #[arg(long, default_value = "results")]
+    out: PathBuf,
+    /// Runs trained at once, each a `salaug` process (on 2 CPU cores, 2 keeps both busy:
+    /// one flex process uses about 1.4).
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+}
+
+/// Runs (or continues) the table and prints its markdown.
+pub fn handle(args: ReproduceArgs) -> Result<()> {
+    let ReproduceArgs {
+        table,
+        quick: _,
+        cpu,
+        paper,
+        small32,
+        seeds,
+        backend,
+        data_dir,
+        out,
+        jobs,
+    } = args;
+    if seeds == Some(0) {
+        bail!("--seeds must be at least 1");
+    }
+    let md = reproduce(&Options {
+        table,
+        mode: match (cpu, paper, small32) {
+            (true, _, _) => Mode::Cpu,
+            (_, true, _) => Mode::Paper,
+            (_, _, true) => Mode::Small32,
+            _ => Mode::Quick,
+        },
+        seeds,
+        backend,
+        data_dir,
+        out,
+        jobs,
+    })?;
+    println!("{md}");
+    Ok(())
+}
 
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,132 +136,20 @@ pub fn run_state(dir: &Path) -> Result<RunState> {
 
 /// Options of one `reproduce` call.
 #[derive(Debug, Clone)]
-pub struct Options {
-    pub table: String,
-    pub mode: Mode,
-    pub seeds: Option<usize>,
-    pub backend: String,
-    pub data_dir: Option<PathBuf>,
-    pub out: PathBuf,
+struct Options {
+    table: String,
+    mode: Mode,
+    seeds: Option<usize>,
+    backend: String,
+    data_dir: Option<PathBuf>,
+    out: PathBuf,
     /// Runs trained at once (each a `salaug` process).
-    pub jobs: usize,
-}
-
-pub(crate) fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_path_buf()
-}
-
-pub(crate) fn build_salaug(backend: &str, download: bool) -> Result<PathBuf> {
-    let features = if download {
-        format!("{backend},download")
-    } else {
-        backend.to_string()
-    };
-    crate::cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "salaug-train",
-        "--no-default-features",
-        "--features",
-        &features,
-    ])?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    Ok(target.join("release").join("salaug"))
-}
-
-const FASHION_MNIST_FILE: &str = "t10k-images-idx3-ubyte.gz";
-
-/// Quick mode needs Fashion-MNIST. Finds it where `salaug` looks, else installs the Debian
-/// package (as root, or with sudo), else asks for a `salaug` built with the `download` feature,
-/// which fetches the official files (md5-checked) into its cache. Returns whether to build
-/// with `download`.
-pub(crate) fn ensure_fashion_mnist(data_dir: Option<&Path>) -> Result<bool> {
-    let places = salaug_spec::data::search_path("fashion_mnist", data_dir);
-    if let Some(found) = places.iter().find(|p| p.join(FASHION_MNIST_FILE).exists()) {
-        eprintln!("data: Fashion-MNIST found in {}", found.display());
-        return Ok(false);
-    }
-    if data_dir.is_some() {
-        bail!(
-            "Fashion-MNIST is not in the --data-dir given (looked in {})",
-            places
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    let sudo = !root
-        && Command::new("sudo")
-            .args(["-n", "true"])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-    let apt = Command::new("apt-get").arg("--version").output().is_ok();
-    if apt && (root || sudo) {
-        eprintln!("data: Fashion-MNIST not found; installing the Debian package: apt-get install -y dataset-fashion-mnist");
-        let run = |args: &[&str]| -> bool {
-            let mut c = if sudo {
-                Command::new("sudo")
-            } else {
-                Command::new(args[0])
-            };
-            if sudo {
-                c.args(args);
-            } else {
-                c.args(&args[1..]);
-            }
-            c.env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
-        };
-        let installed = run(&["apt-get", "install", "-y", "-qq", "dataset-fashion-mnist"])
-            || (run(&["apt-get", "update", "-qq"])
-                && run(&["apt-get", "install", "-y", "-qq", "dataset-fashion-mnist"]));
-        if installed
-            && Path::new(DEBIAN_FASHION_MNIST)
-                .join(FASHION_MNIST_FILE)
-                .exists()
-        {
-            eprintln!("data: installed to {DEBIAN_FASHION_MNIST}");
-            return Ok(false);
-        }
-        eprintln!("data: the Debian package could not be installed");
-    }
-    eprintln!(
-        "data: Fashion-MNIST not found; building salaug with the `download` feature to fetch it from its official address (md5-checked) into $SALAUG_DATA or ~/.cache/salaug"
-    );
-    Ok(true)
-}
-
-fn salaug(bin: &Path, args: &[String]) -> Result<String> {
-    let out = Command::new(bin)
-        .args(args)
-        .current_dir(workspace_root())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    if !out.status.success() {
-        bail!("salaug {} failed ({})", args.join(" "), out.status);
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    jobs: usize,
 }
 
 /// Runs (or continues) a table and writes its results; returns the markdown.
-pub fn reproduce(opts: &Options) -> Result<String> {
-    let root = workspace_root();
+fn reproduce(opts: &Options) -> Result<String> {
+    let root = salaug_bin::workspace_root();
     let spec = TableSpec::load(&root.join("configs").join(format!("{}.toml", opts.table)))?;
     let Some(mode) = spec.try_mode(opts.mode) else {
         bail!(
@@ -217,16 +180,11 @@ pub fn reproduce(opts: &Options) -> Result<String> {
         mode.description
     );
     let download = match opts.mode {
-        Mode::Quick | Mode::Cpu => ensure_fashion_mnist(opts.data_dir.as_deref())?,
+        Mode::Quick | Mode::Cpu => fashion_mnist::ensure(opts.data_dir.as_deref())?,
         Mode::Paper | Mode::Small32 => false,
     };
     // Every run of the table uses this build, even if target/ is rebuilt meanwhile.
-    let built = build_salaug(&opts.backend, download)?;
-    let bin = runs.join(".salaug");
-    let part = runs.join(".salaug.part");
-    std::fs::copy(&built, &part)
-        .and_then(|_| std::fs::rename(&part, &bin))
-        .with_context(|| format!("copying {} to {}", built.display(), bin.display()))?;
+    let bin = salaug_bin::copy_into(&salaug_bin::build(&opts.backend, download)?, &runs)?;
     let figures = PaperFigures::load(&root.join(salaug_spec::paper::FILE))?;
     let title = format!("{} — {} ({})", spec.table, spec.title, opts.mode.name());
     let mut files = Vec::new();
@@ -271,37 +229,20 @@ fn accuracy_runs(
         .collect();
     let dir_of = |c: usize, seed: usize| runs.join(cells[c].dir_name()).join(format!("seed{seed}"));
     // Runs are independent: `opts.jobs` workers take them in grid order.
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failed = std::sync::Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..opts.jobs.max(1) {
-            scope.spawn(|| loop {
-                let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if k >= jobs.len() || failed.lock().expect("lock").is_some() {
-                    break;
-                }
-                let (c, seed) = jobs[k];
-                let label = format!("[{}/{}] {} seed {seed}", k + 1, jobs.len(), cells[c].id());
-                let done = run_one(
-                    spec,
-                    opts,
-                    &cells[c],
-                    seed,
-                    &label,
-                    bin,
-                    base,
-                    &dir_of(c, seed),
-                );
-                if let Err(e) = done {
-                    failed.lock().expect("lock").get_or_insert(e);
-                    break;
-                }
-            });
-        }
-    });
-    if let Some(e) = failed.into_inner().expect("lock") {
-        return Err(e);
-    }
+    pool::run_all(opts.jobs, jobs.len(), |k| {
+        let (c, seed) = jobs[k];
+        let label = format!("[{}/{}] {} seed {seed}", k + 1, jobs.len(), cells[c].id());
+        run_one(
+            spec,
+            opts,
+            &cells[c],
+            seed,
+            &label,
+            bin,
+            base,
+            &dir_of(c, seed),
+        )
+    })?;
     let mut summaries = Vec::new();
     for (c, cell) in cells.iter().enumerate() {
         let mut finished = Vec::new();
@@ -339,7 +280,7 @@ fn run_one(
         RunState::Done => eprintln!("{label}: finished earlier, skipped"),
         RunState::Partial(epochs) => {
             eprintln!("{label}: resuming after epoch {epochs} ({})", dir.display());
-            salaug(
+            salaug_bin::run(
                 bin,
                 &["train".into(), "--resume".into(), dir.display().to_string()],
             )?;
@@ -361,7 +302,7 @@ fn run_one(
                 args.push("--set".into());
                 args.push(s);
             }
-            salaug(bin, &args)?;
+            salaug_bin::run(bin, &args)?;
         }
     }
     Ok(())
@@ -416,7 +357,7 @@ fn timing(
                 args.push("--set".into());
                 args.push(s);
             }
-            let out = salaug(bin, &args)?;
+            let out = salaug_bin::run(bin, &args)?;
             paper.insert(
                 strategy,
                 figures
@@ -449,7 +390,7 @@ mod tests {
 
     #[test]
     fn every_table_spec_parses_and_its_base_configs_exist() {
-        let root = workspace_root();
+        let root = salaug_bin::workspace_root();
         for t in ["table1", "table2", "table3", "table4"] {
             let spec = TableSpec::load(&root.join(format!("configs/{t}.toml"))).unwrap();
             assert_eq!(spec.table, t);
@@ -479,7 +420,7 @@ mod tests {
         .unwrap();
         let mut csv = format!("{}\n", EpochMetrics::header());
         for e in 1..=rows {
-            let row = crate::report::tests::test_row(e, e as f64 / 10.0);
+            let row = crate::testing::test_row(e, e as f64 / 10.0);
             csv.push_str(&format!("{}\n", row.csv_row()));
         }
         std::fs::write(metrics::in_run(dir), csv).unwrap();

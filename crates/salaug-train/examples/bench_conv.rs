@@ -11,7 +11,7 @@ use burn::tensor::{Distribution, Tensor, TensorPrimitive};
 
 mod common;
 
-type Cpu = salaug_core::backend::Selected;
+type Cpu = salaug_train::backend::Selected;
 
 fn float<const D: usize>(t: Tensor<Cpu, D>) -> burn::tensor::ops::FloatTensor<Cpu> {
     match t.into_primitive() {
@@ -21,7 +21,7 @@ fn float<const D: usize>(t: Tensor<Cpu, D>) -> burn::tensor::ops::FloatTensor<Cp
 }
 
 fn main() {
-    salaug_core::backend::tune_allocator();
+    salaug_train::backend::tune_allocator();
     let batch = common::env_usize("SALAUG_BENCH_BATCH", 128);
     let reps = common::env_usize("SALAUG_BENCH_REPS", 5);
     let device = Default::default();

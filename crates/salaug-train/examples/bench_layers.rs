@@ -17,7 +17,7 @@ use burn::tensor::module as burn_ops;
 use burn::tensor::Distribution;
 use salaug_models::ops;
 
-type Cpu = salaug_core::backend::Selected;
+type Cpu = salaug_train::backend::Selected;
 
 type I = Autodiff<Cpu>;
 type O = Autodiff<I>;
@@ -63,7 +63,7 @@ fn row(name: &str, fwd: f64, second: Option<f64>) {
 }
 
 fn main() {
-    salaug_core::backend::tune_allocator();
+    salaug_train::backend::tune_allocator();
     let device = Default::default();
     Cpu::seed(&device, 0);
     let x = Tensor::<Cpu, 4>::random([64, 64, 28, 28], Distribution::Normal(0.0, 1.0), &device);

@@ -12,9 +12,9 @@ use burn::backend::Autodiff;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use salaug_core::backend::Selected;
 use salaug_core::{Classifier, Explain, MapPair, SaliencyKind, SaliencyLossConfig};
 use salaug_models::{Arch, Model, ModelConfig, Stem};
+use salaug_train::backend::Selected;
 
 type AD = Autodiff<Selected>;
 
@@ -53,7 +53,7 @@ fn saliency_step(model: &Model<AD>, x: Tensor<AD, 4>, y: Tensor<AD, 1, Int>) {
 }
 
 fn main() {
-    salaug_core::backend::tune_allocator();
+    salaug_train::backend::tune_allocator();
     let reps = env("SALAUG_BENCH_REPS", 3);
     let batch = env("SALAUG_BENCH_BATCH", 64);
     let side = env("SALAUG_BENCH_SIDE", 32);

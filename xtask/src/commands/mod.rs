@@ -1,0 +1,7 @@
+//! One module per `cargo xtask` command, each with its flags (`…Args`) and a `handle`.
+
+pub mod bench;
+pub mod check_backends;
+pub mod gradcheck_full;
+pub mod profile;
+pub mod reproduce;
