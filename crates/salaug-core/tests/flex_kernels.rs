@@ -287,33 +287,53 @@ fn second_order<B: Backend>(c: Case) -> Vec<(String, Vec<f32>)> {
     ]
 }
 
-/// f16 and bf16: flex's half-precision convolutions (`conv2d_gemm::dispatch`, and flex's own
-/// kernels for the few-channel cases) against ndarray's f32 on the same (rounded) inputs,
-/// forward and first order.
+/// Whether flex runs `c`'s forward on its own (upstream, unpatched) small-channel kernel
+/// instead of the patched im2col + GEMM (`conv::prefers_direct_conv2d`: one group, at most 4
+/// input and 16 output channels; no case here is depthwise). The backward ops always take
+/// the patched kernels.
+fn flex_direct_forward(c: Case) -> bool {
+    c.groups == 1 && c.cin <= 4 && c.cout <= 16
+}
+
+/// f16 and bf16: flex's half-precision convolutions against ndarray's f32 on the same
+/// (rounded) inputs, forward and first order.
 ///
-/// Tolerance: the inputs are exact in both runs, flex widens them to f32, runs the f32
-/// kernel and rounds the result once to the half type, an error of at most the unit roundoff
-/// u of the result (f16 u = 2⁻¹¹ ≈ 4.9e-4, bf16 u = 2⁻⁸ ≈ 3.9e-3, relative). A forward with
-/// bias rounds twice (the convolution, then the bias add), and so does the bias gradient (a sum
-/// over the plane, then over the batch), each time at most u of a value no larger than the
-/// scale in these cases. 4u of the scale covers both roundings with a factor two to spare for
-/// the f32 summation order (1e-6); any error that is not rounding of the result (a kernel that
-/// accumulated in half precision over a 7×7×3 window, a wrong index) is far larger.
+/// Tolerance of the patched kernels (`conv2d_gemm::dispatch`: every backward op, and the
+/// forward of the cases that are not [`flex_direct_forward`]): the inputs are exact in both
+/// runs, flex widens them to f32, runs the f32 kernel and rounds the result once to the half
+/// type, an error of at most the unit roundoff u of the result (f16 u = 2⁻¹¹ ≈ 4.9e-4, bf16
+/// u = 2⁻⁸ ≈ 3.9e-3, relative). A forward with bias rounds twice (the convolution, then the
+/// bias add), and so does the bias gradient (a sum over the plane, then over the batch), each
+/// time at most u of a value no larger than the scale in these cases. 4u of the scale covers
+/// both roundings with a factor two to spare for the f32 summation order (1e-6).
+///
+/// Flex's own small-channel forward kernel accumulates in the half type (observed: the 7×7
+/// stem in f16 is off by 4.2u of the scale, beyond 4u): its rounding errors grow with the
+/// window's K = cin/groups·kh·kw products, about as √K for these random signs, so its forward
+/// gets 4u·√K (K = 147 for the stem: 48u).
 #[test]
 fn conv2d_matches_ndarray_in_f16_and_bf16() {
     for (dtype, u) in [(DType::F16, 2f32.powi(-11)), (DType::BF16, 2f32.powi(-8))] {
-        let mut worst = 0f32;
+        let (mut worst, mut worst_direct) = (0f32, 0f32);
         for c in CASES {
             let f = conv_results_as::<F>(c, dtype, dtype);
             let n = conv_results_as::<N>(c, dtype, DType::F32);
             for ((what, a), (_, b)) in f.into_iter().zip(n) {
-                let d = assert_close_to(&format!("{dtype:?} {c:?}: {what}"), a, b, 4.0 * u);
-                worst = worst.max(d);
+                let what = format!("{dtype:?} {c:?}: {what}");
+                if what.ends_with("forward") && flex_direct_forward(c) {
+                    let k = (c.cin / c.groups * c.kernel[0] * c.kernel[1]) as f32;
+                    let d = assert_close_to(&what, a, b, 4.0 * u * k.sqrt());
+                    worst_direct = worst_direct.max(d);
+                } else {
+                    worst = worst.max(assert_close_to(&what, a, b, 4.0 * u));
+                }
             }
         }
         println!(
-            "{dtype:?}: largest difference {worst:.2e} of the scale ({:.2} u)",
-            worst / u
+            "{dtype:?}: largest difference {worst:.2e} of the scale ({:.2} u) in the patched \
+             kernels, {worst_direct:.2e} ({:.2} u) in flex's own small-channel forward",
+            worst / u,
+            worst_direct / u
         );
     }
 }
