@@ -49,13 +49,13 @@ pub use loss::{
 pub use normalize::MapNorm;
 pub use reduce::ChannelReduction;
 pub use saliency::{
-    Attribution, DeconvNet, Explain, GradCam, Gradient, GuidedBackprop, GuidedGradCam,
-    InputXGradient, SaliencyKind, SaliencyMethod, SmoothGrad, Target,
+    Attribution, DeconvNet, GradCam, Gradient, GuidedBackprop, GuidedGradCam, InputXGradient,
+    SaliencyKind, SaliencyMethod, SmoothGrad,
 };
-pub use second_order::hooks::{relu, tap, ReluRule};
 pub use second_order::{
-    input_gradient, layer_gradient, lift, materialize, ruled_input_gradient, InputGradient,
-    LayerGradient, Lift, Outer,
+    input_gradient, layer_gradient, lift, materialize, relu, ruled_input_gradient, tap,
+    uses_batch_stats, BatchNormMode, Explain, InputGradient, LayerGradient, Lift, Outer,
+    ReluRule, Target,
 };
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use crate::distance::Distance;
 use crate::error::{check_shape, Error, Result};
 use crate::normalize::MapNorm;
 use crate::reduce::ChannelReduction;
-use crate::saliency::{Explain, SaliencyMethod};
+use crate::saliency::SaliencyMethod;
+use crate::second_order::Explain;
 use crate::second_order::Lift;
 
 /// Settings of the saliency loss L_sal.

@@ -377,16 +377,19 @@ fn guided_grad_cam_is_the_product_of_its_two_maps() {
 // ---------------------------------------------------------------------------------------------
 // Second order and training.
 
-/// Every method of this file, and SmoothGrad around the guided one, by name.
+/// Every method of this file (those that use the model's hooks, from `SaliencyKind::every`),
+/// Grad-CAM at another layer, and SmoothGrad around the guided one, by name.
 fn methods() -> Vec<SaliencyKind> {
-    vec![
-        SaliencyKind::GuidedBackprop,
-        SaliencyKind::DeconvNet,
-        SaliencyKind::GradCam(GradCam::default()),
-        SaliencyKind::GradCam(GradCam::at("pool1")),
-        SaliencyKind::GuidedGradCam(GradCam::default()),
-        SaliencyKind::SmoothGrad(SmoothGrad::new(Box::new(SaliencyKind::GuidedBackprop), 2)),
-    ]
+    let mut methods: Vec<SaliencyKind> = SaliencyKind::every()
+        .into_iter()
+        .filter(SaliencyKind::uses_hooks)
+        .collect();
+    methods.push(SaliencyKind::GradCam(GradCam::at("pool1")));
+    methods.push(SaliencyKind::SmoothGrad(SmoothGrad::new(
+        Box::new(SaliencyKind::GuidedBackprop),
+        2,
+    )));
+    methods
 }
 
 #[test]

@@ -12,7 +12,7 @@ use burn::tensor::backend::AutodiffBackend;
 use common::{batch, flip_sal_loss, TestNet};
 use salaug_core::gradcheck::{gradcheck, GradcheckBackend as GB, GradcheckConfig};
 use salaug_core::{
-    input_gradient, invariance_loss, Explain, FeatureDistance, LossWeights, MapPair, SaliencyKind,
+    input_gradient, invariance_loss, BatchNormMode, Explain, FeatureDistance, LossWeights, MapPair, SaliencyKind,
     SaliencyLossConfig, SaliencyMethod, SmoothGrad,
 };
 
@@ -417,7 +417,7 @@ fn training_pass_updates_running_statistics_as_a_forward_does() {
         before,
         "without the update the statistics stay"
     );
-    let training = Explain::weights(weights).updating_running_stats();
+    let training = Explain::weights(weights).with_batch_norm(BatchNormMode::BatchUpdating);
     let pass = input_gradient(&model, x, &training).unwrap();
     let got = stats(&clone);
     for (a, b) in got.iter().zip(&expected) {
@@ -430,4 +430,18 @@ fn training_pass_updates_running_statistics_as_a_forward_does() {
     pass.gradient
         .into_data()
         .assert_approx_eq::<f64>(&plain.gradient.into_data(), Default::default());
+}
+
+/// `BatchNormMode::Running` on a model whose BatchNorm is burn's `nn::BatchNorm` (which does
+/// not ask `uses_batch_stats`) is refused with an error naming the hook, instead of giving
+/// training-mode maps; `Batch` on the same model works.
+#[test]
+fn running_mode_is_refused_when_no_batch_norm_honours_it() {
+    let device = Default::default();
+    let (x, y) = batch::<GB>(29, 4, 8, &device);
+    let model = TestNet::<GB>::new(7, &device);
+    let running = Explain::class(y.clone()).with_batch_norm(BatchNormMode::Running);
+    let err = input_gradient(&model, x.clone(), &running).unwrap_err().to_string();
+    assert!(err.contains("uses_batch_stats"), "{err}");
+    assert!(input_gradient(&model, x, &Explain::class(y)).is_ok());
 }

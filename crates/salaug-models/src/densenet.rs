@@ -77,6 +77,9 @@ pub const DENSENET169_BLOCKS: [usize; 4] = [6, 12, 32, 32];
 /// Feature names of every DenseNet, in forward order.
 pub const FEATURES: [&str; 6] = ["stem", "block1", "block2", "block3", "block4", "pool"];
 
+/// The last convolutional stage: Grad-CAM's layer when none is given.
+pub const CAM_LAYER: &str = "block4";
+
 impl<B: Backend> DenseNet<B> {
     /// A DenseNet-BC with `blocks` layers per dense block (growth 32 × width, bottleneck 4,
     /// compression 0.5).

@@ -54,57 +54,109 @@ pub use vgg::Vgg;
 /// Named intermediate features of one forward pass, in forward order.
 pub type Features<B> = Vec<(&'static str, Tensor<B, 4>)>;
 
-/// The architectures of the zoo.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Arch {
-    /// ResNet-18.
-    #[serde(rename = "resnet18")]
-    ResNet18,
-    /// ResNet-50.
-    #[serde(rename = "resnet50")]
-    ResNet50,
-    /// DenseNet-121.
-    #[serde(rename = "densenet121")]
-    DenseNet121,
-    /// DenseNet-169.
-    #[serde(rename = "densenet169")]
-    DenseNet169,
-    /// VGG-16 with BatchNorm.
-    #[serde(rename = "vgg16_bn")]
-    Vgg16Bn,
-    /// VGG-19 with BatchNorm.
-    #[serde(rename = "vgg19_bn")]
-    Vgg19Bn,
-    /// The small CNN for fast CPU runs.
-    SmallCnn,
+/// Defines the zoo from one list: the families (the [`Model`] variants, each a module with
+/// its `FEATURES`, its `CAM_LAYER` and a `forward_features`) and the architectures (the
+/// [`Arch`] variants, each with its config and command-line name and how it is built). The
+/// enums, [`Arch::ALL`], [`Arch::name`], [`ModelConfig::init`] and every dispatch of
+/// [`Model`] come from it.
+macro_rules! zoo {
+    (
+        families {
+            $( $(#[doc = $fdoc:literal])* $family:ident($module:ident::$ty:ident), )*
+        }
+        archs |$config:ident, $device:ident| {
+            $( $(#[doc = $adoc:literal])* $arch:ident = $name:literal => $built:ident($build:expr), )*
+        }
+    ) => {
+        /// The architectures of the zoo.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum Arch {
+            $( $(#[doc = $adoc])* #[serde(rename = $name)] $arch, )*
+        }
+
+        impl Arch {
+            /// Every architecture, in the order of the table above.
+            pub const ALL: [Arch; [$($name),*].len()] = [$(Arch::$arch),*];
+
+            /// The name used in configs and on the command line.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( Arch::$arch => $name, )*
+                }
+            }
+        }
+
+        /// Any model of the zoo.
+        // Built once per model and never moved in a hot loop; boxing would break
+        // `derive(Module)`.
+        #[allow(clippy::large_enum_variant)]
+        #[derive(Module, Debug)]
+        pub enum Model<B: Backend> {
+            $( $(#[doc = $fdoc])* $family($ty<B>), )*
+        }
+
+        impl<B: Backend> Model<B> {
+            /// Logits and every named feature of one forward pass.
+            pub fn forward_features(&self, x: Tensor<B, 4>) -> (Tensor<B, 2>, Features<B>) {
+                match self {
+                    $( Model::$family(m) => m.forward_features(x), )*
+                }
+            }
+
+            /// The last convolutional stage: Grad-CAM's layer when none is given.
+            fn last_stage(&self) -> &'static str {
+                match self {
+                    $( Model::$family(_) => $module::CAM_LAYER, )*
+                }
+            }
+
+            /// The names of [`Self::forward_features`]' features, in forward order.
+            fn feature_list(&self) -> &'static [&'static str] {
+                match self {
+                    $( Model::$family(_) => &$module::FEATURES, )*
+                }
+            }
+        }
+
+        /// The model of `arch`, built from `config` on `device` (settings already checked).
+        fn build<B: Backend>(arch: Arch, $config: &ModelConfig, $device: &B::Device) -> Model<B> {
+            match arch {
+                $( Arch::$arch => Model::$built($build), )*
+            }
+        }
+    };
+}
+
+zoo! {
+    families {
+        /// ResNet-18 or ResNet-50.
+        ResNet(resnet::ResNet),
+        /// DenseNet-121 or DenseNet-169.
+        DenseNet(densenet::DenseNet),
+        /// VGG-16-BN or VGG-19-BN.
+        Vgg(vgg::Vgg),
+        /// The small CNN.
+        SmallCnn(small_cnn::SmallCnn),
+    }
+    archs |c, device| {
+        /// ResNet-18.
+        ResNet18 = "resnet18" => ResNet(ResNet::new(c, resnet::RESNET18_BLOCKS, false, device)),
+        /// ResNet-50.
+        ResNet50 = "resnet50" => ResNet(ResNet::new(c, resnet::RESNET50_BLOCKS, true, device)),
+        /// DenseNet-121.
+        DenseNet121 = "densenet121" => DenseNet(DenseNet::new(c, densenet::DENSENET121_BLOCKS, device)),
+        /// DenseNet-169.
+        DenseNet169 = "densenet169" => DenseNet(DenseNet::new(c, densenet::DENSENET169_BLOCKS, device)),
+        /// VGG-16 with BatchNorm.
+        Vgg16Bn = "vgg16_bn" => Vgg(Vgg::new(c, vgg::VGG16_STAGES, device)),
+        /// VGG-19 with BatchNorm.
+        Vgg19Bn = "vgg19_bn" => Vgg(Vgg::new(c, vgg::VGG19_STAGES, device)),
+        /// The small CNN for fast CPU runs.
+        SmallCnn = "small_cnn" => SmallCnn(SmallCnn::new(c, device)),
+    }
 }
 
 impl Arch {
-    /// Every architecture, in the order of the table above.
-    pub const ALL: [Arch; 7] = [
-        Arch::ResNet18,
-        Arch::ResNet50,
-        Arch::DenseNet121,
-        Arch::DenseNet169,
-        Arch::Vgg16Bn,
-        Arch::Vgg19Bn,
-        Arch::SmallCnn,
-    ];
-
-    /// The name used in configs and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Arch::ResNet18 => "resnet18",
-            Arch::ResNet50 => "resnet50",
-            Arch::DenseNet121 => "densenet121",
-            Arch::DenseNet169 => "densenet169",
-            Arch::Vgg16Bn => "vgg16_bn",
-            Arch::Vgg19Bn => "vgg19_bn",
-            Arch::SmallCnn => "small_cnn",
-        }
-    }
-
     /// The architecture called `name` (see [`Self::name`]).
     pub fn from_name(name: &str) -> Option<Arch> {
         Arch::ALL.into_iter().find(|a| a.name() == name)
@@ -185,69 +237,7 @@ impl ModelConfig {
         if let Err(e) = self.validate() {
             panic!("{e}");
         }
-        match self.arch {
-            Arch::ResNet18 => {
-                Model::ResNet(ResNet::new(self, resnet::RESNET18_BLOCKS, false, device))
-            }
-            Arch::ResNet50 => {
-                Model::ResNet(ResNet::new(self, resnet::RESNET50_BLOCKS, true, device))
-            }
-            Arch::DenseNet121 => {
-                Model::DenseNet(DenseNet::new(self, densenet::DENSENET121_BLOCKS, device))
-            }
-            Arch::DenseNet169 => {
-                Model::DenseNet(DenseNet::new(self, densenet::DENSENET169_BLOCKS, device))
-            }
-            Arch::Vgg16Bn => Model::Vgg(Vgg::new(self, vgg::VGG16_STAGES, device)),
-            Arch::Vgg19Bn => Model::Vgg(Vgg::new(self, vgg::VGG19_STAGES, device)),
-            Arch::SmallCnn => Model::SmallCnn(SmallCnn::new(self, device)),
-        }
-    }
-}
-
-/// Any model of the zoo.
-// Built once per model and never moved in a hot loop; boxing would break `derive(Module)`.
-#[allow(clippy::large_enum_variant)]
-#[derive(Module, Debug)]
-pub enum Model<B: Backend> {
-    /// ResNet-18 or ResNet-50.
-    ResNet(ResNet<B>),
-    /// DenseNet-121 or DenseNet-169.
-    DenseNet(DenseNet<B>),
-    /// VGG-16-BN or VGG-19-BN.
-    Vgg(Vgg<B>),
-    /// The small CNN.
-    SmallCnn(SmallCnn<B>),
-}
-
-impl<B: Backend> Model<B> {
-    /// Logits and every named feature of one forward pass.
-    pub fn forward_features(&self, x: Tensor<B, 4>) -> (Tensor<B, 2>, Features<B>) {
-        match self {
-            Model::ResNet(m) => m.forward_features(x),
-            Model::DenseNet(m) => m.forward_features(x),
-            Model::Vgg(m) => m.forward_features(x),
-            Model::SmallCnn(m) => m.forward_features(x),
-        }
-    }
-
-    /// The last convolutional stage: Grad-CAM's layer when none is given.
-    fn last_stage(&self) -> &'static str {
-        match self {
-            Model::ResNet(_) => "layer4",
-            Model::DenseNet(_) => "block4",
-            Model::Vgg(_) => "stage5",
-            Model::SmallCnn(_) => "block2",
-        }
-    }
-
-    fn feature_list(&self) -> &'static [&'static str] {
-        match self {
-            Model::ResNet(_) => &resnet::FEATURES,
-            Model::DenseNet(_) => &densenet::FEATURES,
-            Model::Vgg(_) => &vgg::FEATURES,
-            Model::SmallCnn(_) => &small_cnn::FEATURES,
-        }
+        build(self.arch, self, device)
     }
 }
 

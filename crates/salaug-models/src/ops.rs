@@ -8,7 +8,6 @@
 //! order (tests at the bottom of this file). `tests/forbidden_ops.rs` fails if a model file
 //! names one of the unsafe ops.
 
-use std::cell::Cell;
 
 use burn::module::{Param, RunningState};
 use burn::prelude::*;
@@ -284,7 +283,9 @@ pub fn batch_norm<B: Backend>(channels: usize, device: &B::Device) -> BatchNorm<
 /// operations where burn's takes eight (two `swap_dims` copies, then subtract, divide,
 /// multiply, add). Every full-size operation is differentiated again at second order, so the
 /// saving counts twice in a saliency step. In evaluation mode it is `x · s + t` with `s`, `t`
-/// per channel from the running statistics. The running variance is the biased batch
+/// per channel from the running statistics. Training mode is what
+/// [`salaug_core::uses_batch_stats`] says: on autodiff backends, except in an explaining pass
+/// with [`salaug_core::BatchNormMode::Running`] (maps of the model as it predicts). The running variance is the biased batch
 /// variance, as burn's (PyTorch keeps the unbiased one); momentum 0.1.
 #[derive(Module, Debug)]
 pub struct BatchNorm<B: Backend> {
@@ -311,7 +312,7 @@ impl<B: Backend> BatchNorm<B> {
         let device = x.device();
         let x = x.reshape([n, c, h * w]);
         let per_channel = |t: Tensor<B, 1>| t.reshape([1, c, 1]);
-        let y = if B::ad_enabled(&device) && !RUNNING_STATS.with(Cell::get) {
+        let y = if salaug_core::uses_batch_stats::<B>(&device) {
             let mean = x.clone().mean_dim(2).mean_dim(0); // [1, c, 1]
             let centered = x - mean.clone();
             let var = centered.clone().square().mean_dim(2).mean_dim(0);
@@ -333,8 +334,8 @@ impl<B: Backend> BatchNorm<B> {
             let scale = per_channel(self.gamma.val()) / var.add_scalar(self.epsilon).sqrt();
             centered * scale + per_channel(self.beta.val())
         } else {
-            // On an autodiff backend (`with_running_stats`) the statistics may have been
-            // updated by this module's own training forwards: read the synced values.
+            // On an autodiff backend (a `BatchNormMode::Running` pass) the statistics may have
+            // been updated by this module's own training forwards: read the synced values.
             let (var, mean) = if B::ad_enabled(&device) {
                 (
                     self.running_var.value_sync(),
@@ -350,25 +351,6 @@ impl<B: Backend> BatchNorm<B> {
         };
         y.reshape([n, c, h, w])
     }
-}
-
-thread_local! {
-    static RUNNING_STATS: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Runs `f` with every [`BatchNorm`] in evaluation mode (running statistics, not updated) even
-/// on an autodiff backend, on this thread: for input gradients of a trained model as it
-/// predicts (e.g. saliency maps for evaluation, which run one autodiff level up). Nests; the
-/// previous mode is restored when `f` returns or panics.
-pub fn with_running_stats<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            RUNNING_STATS.with(|c| c.set(self.0));
-        }
-    }
-    let _restore = Restore(RUNNING_STATS.with(|c| c.replace(true)));
-    f()
 }
 
 /// `channels × width`, rounded, at least 1: the width multiplier of every model.
@@ -490,32 +472,52 @@ mod tests {
         assert_close(ours.forward(x.clone()), theirs.forward(x));
     }
 
-    /// `with_running_stats`: on an autodiff backend BatchNorm then computes what evaluation
-    /// mode computes, leaves its running statistics alone, and is differentiable in the input.
+    /// A BatchNorm between the input and a linear head: `logits = W · mean_hw(bn(x))`.
+    #[derive(Module, Debug)]
+    struct Normed<B: Backend> {
+        bn: BatchNorm<B>,
+        head: Linear<B>,
+    }
+
+    impl<B: Backend> salaug_core::Classifier<B> for Normed<B> {
+        fn logits(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+            self.head.forward(global_avg_pool(self.bn.forward(x)))
+        }
+    }
+    salaug_core::impl_lift!(Normed);
+
+    /// `BatchNormMode::Running`: in the explaining pass (on autodiff one level up) BatchNorm
+    /// computes what evaluation mode computes, leaves its running statistics alone, and the
+    /// input gradient is evaluation mode's; outside the pass it is in training mode again.
     #[test]
-    fn running_stats_mode_on_autodiff_is_evaluation_mode() {
+    fn running_mode_explains_the_model_in_evaluation_mode() {
+        use salaug_core::{input_gradient, BatchNormMode, Classifier, Explain};
         type AD = burn::backend::Autodiff<TB>;
         let device = Default::default();
-        let bn = batch_norm::<AD>(3, &device);
-        let _ = bn.forward(seeded::<AD, 4>([4, 3, 5, 6], 30).add_scalar(0.7)); // move the stats
-        let before = bn.running_mean.value_sync().inner();
-        let x = seeded::<AD, 4>([2, 3, 4, 4], 31).require_grad();
-        let y = with_running_stats(|| bn.forward(x.clone()));
-        assert_close(y.clone().inner(), bn.valid().forward(x.clone().inner()));
-        assert_close(bn.running_mean.value_sync().inner(), before);
-        let g = x.grad(&y.sum().backward()).expect("input gradient");
-        let scale = bn.gamma.val().inner()
-            / bn.running_var
-                .value_sync()
-                .inner()
-                .add_scalar(bn.epsilon)
+        let model = Normed::<AD> {
+            bn: batch_norm(3, &device),
+            head: LinearConfig::new(3, 2).init(&device),
+        };
+        let _ = model.bn.forward(seeded::<AD, 4>([4, 3, 5, 6], 30).add_scalar(0.7)); // move the stats
+        let before = model.bn.running_mean.value_sync().inner();
+        let x = seeded::<AD, 4>([2, 3, 4, 4], 31);
+        let y = Tensor::<AD, 1, Int>::from_data(TensorData::new(vec![0i64, 1], [2]), &device);
+        let explain = Explain::class(y).with_batch_norm(BatchNormMode::Running);
+        let out = input_gradient(&model, x.clone(), &explain).unwrap();
+        let eval = model.valid();
+        assert_close(out.logits.inner(), eval.logits(x.clone().inner()));
+        assert_close(model.bn.running_mean.value_sync().inner(), before);
+        // d logit[i, y_i] / d x[i, c, ·, ·] summed over the pixels: s_c · W[c, y_i], with
+        // s = γ / √(running var + ε) (the batch statistics would couple the images instead).
+        let scale = model.bn.gamma.val().inner()
+            / (model.bn.running_var.value_sync().inner())
+                .add_scalar(model.bn.epsilon)
                 .sqrt();
-        assert_close(
-            g.sum_dim(3).sum_dim(2).sum_dim(0).reshape([3]),
-            scale.mul_scalar(32.0),
-        );
-        // The mode is restored: training mode again outside.
-        let z = bn.forward(seeded::<AD, 4>([4, 3, 5, 6], 32));
+        let w = model.head.weight.val().inner(); // [3, 2]
+        let expected = w.mul(scale.reshape([3, 1])).transpose(); // [class, channel]
+        assert_close(out.gradient.inner().sum_dim(3).sum_dim(2).reshape([2, 3]), expected);
+        // Training mode again outside the pass.
+        let z = model.bn.forward(seeded::<AD, 4>([4, 3, 5, 6], 32));
         assert!(z.inner().mean().into_scalar().abs() < 1e-9);
     }
 

@@ -141,6 +141,9 @@ pub const RESNET50_BLOCKS: [usize; 4] = [3, 4, 6, 3];
 /// Feature names of every ResNet, in forward order.
 pub const FEATURES: [&str; 6] = ["stem", "layer1", "layer2", "layer3", "layer4", "pool"];
 
+/// The last convolutional stage: Grad-CAM's layer when none is given.
+pub const CAM_LAYER: &str = "layer4";
+
 impl<B: Backend> ResNet<B> {
     /// A ResNet with `blocks` per stage, basic or bottleneck blocks, as `config` says.
     pub fn new(

@@ -34,6 +34,9 @@ const HEAD: usize = 4;
 /// Feature names of the small CNN, in forward order.
 pub const FEATURES: [&str; 3] = ["block1", "block2", "pool"];
 
+/// The last convolutional stage: Grad-CAM's layer when none is given.
+pub const CAM_LAYER: &str = "block2";
+
 impl<B: Backend> SmallCnn<B> {
     /// 32 × width and 64 × width channels.
     pub fn new(config: &ModelConfig, device: &B::Device) -> Self {

@@ -79,6 +79,9 @@ pub const VGG19_STAGES: [&[usize]; 5] = [
 /// Feature names of every VGG, in forward order.
 pub const FEATURES: [&str; 6] = ["stage1", "stage2", "stage3", "stage4", "stage5", "pool"];
 
+/// The last convolutional stage: Grad-CAM's layer when none is given.
+pub const CAM_LAYER: &str = "stage5";
+
 impl<B: Backend> Vgg<B> {
     /// A VGG-BN with the given conv widths per stage.
     pub fn new(config: &ModelConfig, stages: [&[usize]; 5], device: &B::Device) -> Self {

@@ -10,7 +10,7 @@ use common::{
     check, check_bottleneck_family, check_densenet_family, check_direction, check_method,
 };
 use salaug_core::gradcheck::GradcheckBackend as GB;
-use salaug_core::{GradCam, SaliencyKind};
+use salaug_core::SaliencyKind;
 use salaug_models::Arch;
 
 #[test]
@@ -83,12 +83,8 @@ fn small_cnn_narrow_passes_gradcheck() {
 /// quotients converge to the analytic derivative as the step shrinks (docs/method.md).
 #[test]
 fn saliency_methods_pass_gradcheck_on_zoo_models() {
-    for method in [
-        SaliencyKind::GuidedBackprop,
-        SaliencyKind::DeconvNet,
-        SaliencyKind::GradCam(GradCam::default()),
-        SaliencyKind::GuidedGradCam(GradCam::default()),
-    ] {
+    let hooked = SaliencyKind::every().into_iter().filter(SaliencyKind::uses_hooks);
+    for method in hooked {
         check_method::<GB>(Arch::SmallCnn, 0.125, 8, 6, &method);
         if method != SaliencyKind::DeconvNet {
             check_method::<GB>(Arch::ResNet18, 1.0 / 16.0, 16, 3, &method);

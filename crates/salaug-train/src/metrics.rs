@@ -10,7 +10,7 @@
 //!   loss generalises, not that the method helps.
 //!
 //! All but [`consistency`] run the model in evaluation mode (BatchNorm with running
-//! statistics), the maps included ([`salaug_models::ops::with_running_stats`]).
+//! statistics), the maps included ([`BatchNormMode::Running`](salaug_core::BatchNormMode::Running)).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,8 +21,7 @@ use rand::seq::SliceRandom;
 use rand::{rngs::StdRng, SeedableRng};
 use salaug_augment::{Augmentation, Compare, HorizontalFlip, Rescale, Rotation, VerticalFlip};
 use salaug_core::metrics::{deletion_insertion, salient_order, spearman, top_fraction_iou};
-use salaug_core::{ChannelReduction, Explain, SaliencyKind, SaliencyLossConfig, SaliencyMethod};
-use salaug_models::ops::with_running_stats;
+use salaug_core::{BatchNormMode, ChannelReduction, Explain, SaliencyKind, SaliencyLossConfig, SaliencyMethod};
 pub use salaug_spec::{EpochMetrics, HeldOut};
 
 use crate::data::{Batch, ImageBatcher, Images};
@@ -207,9 +206,8 @@ pub fn held_out<B: Backend>(
 
         // |gradient| maps in evaluation mode, of x and of each panel transform of x.
         let maps = |images: Tensor<B, 4>| -> Result<(Tensor<B, 4>, Tensor<B, 2>)> {
-            let out = with_running_stats(|| {
-                SaliencyKind::Gradient.attribute(model, images, &Explain::class(y.clone()))
-            })?;
+            let explain = Explain::class(y.clone()).with_batch_norm(BatchNormMode::Running);
+            let out = SaliencyKind::Gradient.attribute(model, images, &explain)?;
             Ok((ChannelReduction::AbsMax.forward(out.maps), out.logits))
         };
         let (s_x, _) = maps(x.clone())?;

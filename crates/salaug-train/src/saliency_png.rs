@@ -22,8 +22,7 @@ use burn::prelude::*;
 use image::imageops::FilterType;
 use rand::{rngs::StdRng, SeedableRng};
 use salaug_augment::Compare;
-use salaug_core::{ChannelReduction, Classifier, Explain, SaliencyKind, SaliencyMethod};
-use salaug_models::ops::with_running_stats;
+use salaug_core::{BatchNormMode, ChannelReduction, Classifier, Explain, SaliencyKind, SaliencyMethod};
 
 use crate::data::Data;
 use crate::data::{ImageSet, Images};
@@ -67,7 +66,8 @@ fn maps_of<B: Backend>(
     classes: Option<Tensor<B, 1, Int>>,
 ) -> Result<(Tensor<B, 1, Int>, Tensor<B, 4>)> {
     let classes = classes.unwrap_or_else(|| model.logits(x.clone()).argmax(1).flatten::<1>(0, 1));
-    let raw = with_running_stats(|| method.attribute(model, x, &Explain::class(classes.clone())))?;
+    let explain = Explain::class(classes.clone()).with_batch_norm(BatchNormMode::Running);
+    let raw = method.attribute(model, x, &explain)?;
     Ok((classes, ChannelReduction::AbsMax.forward(raw.maps)))
 }
 

@@ -25,7 +25,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use rand::{rngs::StdRng, SeedableRng};
 use salaug_augment::{Augmentation, Labels};
-use salaug_core::{invariance_loss, materialize, Classifier, Explain, SaliencyLoss};
+use salaug_core::{invariance_loss, materialize, BatchNormMode, Classifier, Explain, SaliencyLoss};
 use salaug_models::Model;
 
 use crate::config::{LossConfig, RunConfig, Strategy};
@@ -326,7 +326,7 @@ impl<B: AutodiffBackend> Trainee<B> {
         let (logits, features, sal) = if strategy.saliency() {
             let explain = Explain::weights(weights.clone())
                 .with_taps(taps)
-                .updating_running_stats();
+                .with_batch_norm(BatchNormMode::BatchUpdating);
             let out = p
                 .sal_loss
                 .of_batch(self, &loss.method, both, &explain, |s, s_aug| {

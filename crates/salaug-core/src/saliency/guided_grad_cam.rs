@@ -20,12 +20,7 @@ impl SaliencyMethod for GuidedGradCam {
         explain: &Explain<'_, B>,
     ) -> Result<Attribution<B>> {
         let mut out = GuidedBackprop.attribute(model, images.clone(), explain)?;
-        let cam_explain = Explain {
-            target: explain.target.clone(),
-            taps: &[],
-            update_running_stats: false,
-        };
-        let cam = self.0.attribute(model, images, &cam_explain)?;
+        let cam = self.0.attribute(model, images, &explain.again())?;
         out.maps = out.maps * cam.maps;
         Ok(out)
     }

@@ -25,67 +25,11 @@ pub use guided_grad_cam::GuidedGradCam;
 pub use input_x_gradient::InputXGradient;
 pub use smooth_grad::SmoothGrad;
 
-use burn::tensor::{backend::Backend, Int, Tensor};
+use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::second_order::Lift;
-
-/// The score a map explains: its input gradient is the map.
-#[derive(Debug, Clone)]
-pub enum Target<B: Backend> {
-    /// Each image's logit of one class, `[batch]` class indices (the paper's eq. 1).
-    Class(Tensor<B, 1, Int>),
-    /// `Σ_k w[i, k] · logit[i, k]` for soft labels `[batch, classes]`: a MixUp or CutMix image
-    /// explains the mixture of its sources' labels. One-hot rows give exactly [`Target::Class`].
-    Weights(Tensor<B, 2>),
-}
-
-/// What a saliency computation is asked: the target score, the feature taps to return from the
-/// same forward pass, and whether that forward updates BatchNorm's running statistics.
-#[derive(Debug, Clone)]
-pub struct Explain<'a, B: Backend> {
-    /// The score whose input gradient is the map.
-    pub target: Target<B>,
-    /// Features to return (by the model's tap names), in order.
-    pub taps: &'a [String],
-    /// Whether the forward pass writes BatchNorm's running statistics back into the model, as
-    /// a training forward at the model's level does (a training step's one forward). Off, the
-    /// model's statistics are left alone.
-    pub update_running_stats: bool,
-}
-
-impl<'a, B: Backend> Explain<'a, B> {
-    /// Explain each image's class `classes[i]` (`[batch]`); no taps, statistics left alone.
-    pub fn class(classes: Tensor<B, 1, Int>) -> Self {
-        Self::target(Target::Class(classes))
-    }
-
-    /// Explain each image's soft label `weights[i]` (`[batch, classes]`).
-    pub fn weights(weights: Tensor<B, 2>) -> Self {
-        Self::target(Target::Weights(weights))
-    }
-
-    fn target(target: Target<B>) -> Self {
-        Self {
-            target,
-            taps: &[],
-            update_running_stats: false,
-        }
-    }
-
-    /// Also return these features of the same forward pass.
-    pub fn with_taps(mut self, taps: &'a [String]) -> Self {
-        self.taps = taps;
-        self
-    }
-
-    /// Let the forward pass update BatchNorm's running statistics (see the field).
-    pub fn updating_running_stats(mut self) -> Self {
-        self.update_running_stats = true;
-        self
-    }
-}
+use crate::second_order::{Explain, Lift};
 
 /// Raw saliency maps plus what the same forward pass produced.
 #[derive(Debug, Clone)]
@@ -169,6 +113,36 @@ pub enum SaliencyKind {
 }
 
 impl SaliencyKind {
+    /// Every method once, at its defaults (Grad-CAM at the model's default layer, SmoothGrad
+    /// around the gradient), in the order of the enum: the list that the CLI's error message,
+    /// the test suites and `cargo xtask bench methods` iterate. A new method is one unit (its
+    /// file), one variant (the compiler then asks for its arms in `name`, `attribute` and
+    /// `uses_hooks`) and one entry here.
+    pub fn every() -> Vec<SaliencyKind> {
+        vec![
+            SaliencyKind::Gradient,
+            SaliencyKind::InputXGradient,
+            SaliencyKind::GuidedBackprop,
+            SaliencyKind::DeconvNet,
+            SaliencyKind::GradCam(GradCam::default()),
+            SaliencyKind::GuidedGradCam(GradCam::default()),
+            SaliencyKind::SmoothGrad(SmoothGrad::with_defaults(Box::new(SaliencyKind::Gradient))),
+        ]
+    }
+
+    /// Whether the method reaches into the model's forward through its hooks
+    /// ([`crate::relu`] or [`crate::tap`]), so that only models written with them support it.
+    pub fn uses_hooks(&self) -> bool {
+        match self {
+            SaliencyKind::Gradient | SaliencyKind::InputXGradient => false,
+            SaliencyKind::GuidedBackprop
+            | SaliencyKind::DeconvNet
+            | SaliencyKind::GradCam(_)
+            | SaliencyKind::GuidedGradCam(_) => true,
+            SaliencyKind::SmoothGrad(s) => s.inner.uses_hooks(),
+        }
+    }
+
     /// Checks the method's settings (SmoothGrad's sample count and noise level).
     pub fn validate(&self) -> Result<()> {
         match self {
@@ -370,6 +344,22 @@ mod tests {
         );
         assert!(parse("method = { gradient = {} }").is_err());
         assert!(parse("method = { smooth_grad = { of = \"gradient\", sample = 4 } }").is_err());
+    }
+
+    /// [`SaliencyKind::every`] names each method once, by a name that parses back to it and
+    /// that the parse error lists.
+    #[test]
+    fn every_method_is_listed_once() {
+        let every = SaliencyKind::every();
+        let names: std::collections::HashSet<String> = every.iter().map(|k| k.name()).collect();
+        assert_eq!(names.len(), every.len());
+        let err = "nope".parse::<SaliencyKind>().unwrap_err().to_string();
+        for kind in &every {
+            let head = kind.name();
+            let head = head.split(':').next().unwrap();
+            assert!(err.contains(head), "{head} missing from: {err}");
+            assert_eq!(kind.name().parse::<SaliencyKind>().unwrap(), *kind);
+        }
     }
 
     #[test]

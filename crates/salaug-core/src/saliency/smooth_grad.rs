@@ -99,7 +99,7 @@ impl<S: SaliencyMethod> SaliencyMethod for SmoothGrad<S> {
             let out = self
                 .inner
                 .attribute(model, images.clone() + noise, &explain)?;
-            explain.update_running_stats = false;
+            explain = explain.again();
             sum = Some(match sum {
                 None => out.maps.clone(),
                 Some(acc) => acc + out.maps.clone(),

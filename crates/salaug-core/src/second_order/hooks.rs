@@ -1,11 +1,13 @@
-//! The two places where a saliency method reaches inside a model's forward pass: its ReLUs
-//! ([`relu`]) and its named features ([`tap`]).
+//! The three places where an explaining pass reaches inside a model's forward pass: its ReLUs
+//! ([`relu`]), its named features ([`tap`]) and its BatchNorms' mode ([`uses_batch_stats`]).
 //!
-//! A model opts in by calling these two functions instead of `burn::tensor::activation::relu`
-//! and by passing each named feature through [`tap`] before the rest of the forward uses it.
-//! Outside a saliency pass both are the plain operations (the ReLU is burn's, the tap the
-//! identity), at every backend level, so a model written with them trains and predicts
-//! exactly as before. Every model of `salaug-models` is written this way.
+//! A model opts in by calling [`relu`] instead of `burn::tensor::activation::relu`, by
+//! passing each named feature through [`tap`] before the rest of the forward uses it, and by
+//! letting its BatchNorm ask [`uses_batch_stats`] instead of `B::ad_enabled`. Outside an
+//! explaining pass all three are the plain operations (the ReLU is burn's, the tap the
+//! identity, the BatchNorm in training mode exactly on autodiff backends), at every backend
+//! level, so a model written with them trains and predicts exactly as before. Every model of
+//! `salaug-models` is written this way.
 //!
 //! During the one-level-up pass of a saliency method ([`super::ruled_input_gradient`],
 //! [`super::layer_gradient`]) they act on tensors of that level only (`Autodiff<B>`, found by
@@ -18,6 +20,8 @@
 //! - [`tap`] turns the named feature into a fresh leaf of the outer level whose value is the
 //!   level-`B` feature itself: the outer backward then stops there and gives the gradient of
 //!   the score at that feature (Grad-CAM's), again as a level-`B` tensor with its graph.
+//! - [`uses_batch_stats`] answers false in a [`BatchNormMode::Running`] pass: the model's
+//!   BatchNorms normalise by their running statistics although the pass runs on autodiff.
 //!
 //! The hooks live in a thread-local and are installed only for the duration of one forward
 //! (`with_hooks`); nothing leaks into other threads or later passes.
@@ -34,6 +38,8 @@ use burn::tensor::{activation, backend::Backend, Bool, Tensor, TensorPrimitive};
 use serde::{Deserialize, Serialize};
 
 use super::Outer;
+#[cfg(doc)]
+use super::BatchNormMode;
 
 /// The backward rule of ReLU in a saliency pass (the paper's eq. 4, with `f` the ReLU's input
 /// and `R` the gradient arriving from above).
@@ -55,6 +61,9 @@ type TapHook = Box<dyn FnMut(&str, &mut dyn Any) -> bool>;
 struct Hooks {
     relu: Option<ReluHook>,
     tap: Option<TapHook>,
+    /// Set in a [`BatchNormMode::Running`] pass: counts the BatchNorms that asked
+    /// [`uses_batch_stats`].
+    running: Option<Rc<Cell<usize>>>,
 }
 
 thread_local! {
@@ -77,6 +86,21 @@ pub fn relu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     }
 }
 
+/// Whether a BatchNorm on backend `B` normalises by the batch's statistics (training mode)
+/// rather than by its running statistics (evaluation mode), for models whose BatchNorm honours
+/// [`BatchNormMode::Running`]: true on an autodiff backend, except in an explaining pass in
+/// that mode. A BatchNorm that asks this in every forward supports every [`BatchNormMode`].
+pub fn uses_batch_stats<B: Backend>(device: &B::Device) -> bool {
+    let running = HOOKS.with(|h| match &h.borrow().running {
+        Some(count) => {
+            count.set(count.get() + 1);
+            true
+        }
+        None => false,
+    });
+    B::ad_enabled(device) && !running
+}
+
 /// The named feature `name` of a forward pass, for models that support Grad-CAM: the identity,
 /// except in a saliency pass that asks for the gradient at `name` (see the module docs). The
 /// rest of the forward must use the returned tensor.
@@ -94,12 +118,14 @@ pub fn tap<B: Backend>(name: &str, x: Tensor<B, 4>) -> Tensor<B, 4> {
 pub(crate) type Captured<B> = Rc<RefCell<Option<Result<Tensor<Outer<B>, 4>, ()>>>>;
 
 /// Runs `f` (a forward pass at level `Outer<B>`) with the ReLU rule `rule.0` (counting the
-/// ReLUs it applied to in `rule.1`) and, if `layer` is given, the feature `layer.0` replaced by
+/// ReLUs it applied to in `rule.1`), if `layer` is given, the feature `layer.0` replaced by
 /// an outer leaf that is stored in `layer.1` (`Err(())` when the forward tapped that name
-/// twice). The previous hooks are restored afterwards, also on panic.
+/// twice), and, if `running` is given, every BatchNorm that asks [`uses_batch_stats`] in
+/// evaluation mode (counted there). The previous hooks are restored afterwards, also on panic.
 pub(crate) fn with_hooks<B: Backend, R>(
     rule: Option<(ReluRule, Rc<Cell<usize>>)>,
     layer: Option<(&str, Captured<B>)>,
+    running: Option<Rc<Cell<usize>>>,
     f: impl FnOnce() -> R,
 ) -> R {
     struct Restore(Option<Hooks>);
@@ -141,6 +167,7 @@ pub(crate) fn with_hooks<B: Backend, R>(
                 true
             })
         }),
+        running,
     };
     let _restore = Restore(Some(HOOKS.with(|h| h.replace(hooks))));
     f()

@@ -16,7 +16,7 @@
 //!   (the "lazy clone trap"): [`lift`] materialises them in place first;
 //! - BatchNorm running statistics updated by the lifted copy are discarded (burn creates a new
 //!   running state in `from_inner`). [`input_gradient`] therefore writes them back into the
-//!   model when asked ([`Explain::update_running_stats`]), so that a training step needs one
+//!   model when asked ([`BatchNormMode::BatchUpdating`]), so that a training step needs one
 //!   forward only (the lifted one gives the logits and features at level `B` as well).
 //!
 //! Methods that change ReLU's backward rule (guided backpropagation, DeconvNet:
@@ -34,11 +34,100 @@ use burn::tensor::{backend::Backend, Int, Tensor, TensorPrimitive};
 
 use crate::classifier::Classifier;
 use crate::error::{check_shape, Error, Result};
-use crate::saliency::{Explain, Target};
 
 pub mod hooks;
 
-pub use hooks::ReluRule;
+pub use hooks::{relu, tap, uses_batch_stats, ReluRule};
+
+/// The score a map explains: its input gradient is the map.
+#[derive(Debug, Clone)]
+pub enum Target<B: Backend> {
+    /// Each image's logit of one class, `[batch]` class indices (the paper's eq. 1).
+    Class(Tensor<B, 1, Int>),
+    /// `Σ_k w[i, k] · logit[i, k]` for soft labels `[batch, classes]`: a MixUp or CutMix image
+    /// explains the mixture of its sources' labels. One-hot rows give exactly [`Target::Class`].
+    Weights(Tensor<B, 2>),
+}
+
+/// The statistics BatchNorm uses in an explaining forward, and whether that forward moves
+/// the model's running statistics.
+///
+/// [`Batch`](Self::Batch) and [`BatchUpdating`](Self::BatchUpdating) work for any model,
+/// burn's own `nn::BatchNorm` included: the explaining forward runs on an autodiff backend,
+/// where a BatchNorm is in training mode. [`Running`](Self::Running) needs the model's
+/// BatchNorm to ask [`uses_batch_stats`](hooks::uses_batch_stats) which mode to take
+/// (`salaug-models`' BatchNorm does; burn's `nn::BatchNorm` decides by the backend alone, so a
+/// model built on it fails with [`Error::Unsupported`] instead of giving training-mode maps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BatchNormMode {
+    /// Training mode: each batch normalised by its own statistics; the model's running
+    /// statistics are left alone.
+    #[default]
+    Batch,
+    /// Training mode, and the running statistics move as one training forward of the model at
+    /// its own level would move them: a training step's one forward.
+    BatchUpdating,
+    /// Evaluation mode: every image normalised by the running statistics, which are left
+    /// alone; maps of the model as it predicts.
+    Running,
+}
+
+/// What an explaining pass is asked: the target score, the feature taps to return from the
+/// same forward pass, and the BatchNorm mode of that forward.
+#[derive(Debug, Clone)]
+pub struct Explain<'a, B: Backend> {
+    /// The score whose input gradient is the map.
+    pub target: Target<B>,
+    /// Features to return (by the model's tap names), in order.
+    pub taps: &'a [String],
+    /// Which statistics BatchNorm uses, and whether the forward moves the running ones.
+    pub batch_norm: BatchNormMode,
+}
+
+impl<'a, B: Backend> Explain<'a, B> {
+    /// Explain each image's class `classes[i]` (`[batch]`); no taps, [`BatchNormMode::Batch`].
+    pub fn class(classes: Tensor<B, 1, Int>) -> Self {
+        Self::target(Target::Class(classes))
+    }
+
+    /// Explain each image's soft label `weights[i]` (`[batch, classes]`).
+    pub fn weights(weights: Tensor<B, 2>) -> Self {
+        Self::target(Target::Weights(weights))
+    }
+
+    fn target(target: Target<B>) -> Self {
+        Self {
+            target,
+            taps: &[],
+            batch_norm: BatchNormMode::default(),
+        }
+    }
+
+    /// Also return these features of the same forward pass.
+    pub fn with_taps(mut self, taps: &'a [String]) -> Self {
+        self.taps = taps;
+        self
+    }
+
+    /// Run the forward pass in this BatchNorm mode.
+    pub fn with_batch_norm(mut self, mode: BatchNormMode) -> Self {
+        self.batch_norm = mode;
+        self
+    }
+
+    /// The same request without the taps and without moving the running statistics: for a
+    /// method's further passes over the same images (the statistics move once per step).
+    pub fn again(&self) -> Self {
+        Self {
+            target: self.target.clone(),
+            taps: &[],
+            batch_norm: match self.batch_norm {
+                BatchNormMode::BatchUpdating => BatchNormMode::Batch,
+                mode => mode,
+            },
+        }
+    }
+}
 
 /// The backend one autodiff level above `B`.
 pub type Outer<B> = Autodiff<B>;
@@ -118,7 +207,7 @@ pub struct InputGradient<B: Backend> {
 /// gradient of the sum also carries the small cross-image terms, exactly as the same
 /// computation in PyTorch does.
 ///
-/// With [`Explain::update_running_stats`] the BatchNorm running statistics that the lifted
+/// With [`BatchNormMode::BatchUpdating`] the BatchNorm running statistics that the lifted
 /// forward updated are written back into `model`, exactly as a forward of `model` itself at
 /// level `B` on `images` would update them; the returned logits and features are tracked at
 /// level `B`, so a training step takes `L_class`, `L_inv` and `L_sal` from this one forward.
@@ -232,18 +321,29 @@ fn explaining_pass<B: Backend, M: Lift<B>>(
     };
     let captured: hooks::Captured<B> = Default::default();
     let ruled = Rc::new(Cell::new(0));
+    let asked = Rc::new(Cell::new(0));
+    let running = explain.batch_norm == BatchNormMode::Running;
     let (logits, features) = hooks::with_hooks::<B, _>(
         rule.map(|rule| (rule, ruled.clone())),
         layer.map(|name| (name, captured.clone())),
+        running.then(|| asked.clone()),
         || lifted.logits_and_features(leaf.clone(), explain.taps),
     )?;
     if let (Some(rule), 0) = (rule, ruled.get()) {
         return Err(Error::Unsupported {
             what: format!(
-                "the {rule:?} ReLU rule: the forward pass computed no ReLU through \
-                 salaug_core::relu; a model supports guided backpropagation and DeconvNet by \
-                 writing its ReLUs with it"
+                "the {rule:?} ReLU backward rule: the forward pass computed no ReLU through \
+                 salaug_core::relu; a model supports ReLU rules by writing its ReLUs with it"
             ),
+        });
+    }
+    if running && asked.get() == 0 && has_running_state(model) {
+        return Err(Error::Unsupported {
+            what: "BatchNormMode::Running: the model keeps running statistics, but no \
+                   BatchNorm of its forward pass asked salaug_core::uses_batch_stats (burn's \
+                   nn::BatchNorm decides by the backend alone); a model supports evaluation-mode \
+                   maps by letting its BatchNorm ask it, as salaug-models' BatchNorm does"
+                .to_string(),
         });
     }
     let tapped = match (layer, captured.borrow_mut().take()) {
@@ -257,9 +357,9 @@ fn explaining_pass<B: Backend, M: Lift<B>>(
             };
             return Err(Error::Unsupported {
                 what: format!(
-                    "Grad-CAM at feature '{name}': the forward pass tapped it {how}; a model \
-                     supports Grad-CAM at a feature by passing it through salaug_core::tap \
-                     exactly once"
+                    "the gradient at feature '{name}': the forward pass passed it through \
+                     salaug_core::tap {how}; a model supports gradients at a feature by \
+                     passing it through salaug_core::tap exactly once"
                 ),
             });
         }
@@ -270,7 +370,7 @@ fn explaining_pass<B: Backend, M: Lift<B>>(
     let gradient = at
         .grad(&grads)
         .unwrap_or_else(|| at.clone().inner().detach().zeros_like());
-    if explain.update_running_stats {
+    if explain.batch_norm == BatchNormMode::BatchUpdating {
         commit_running_state(model, &lifted);
     }
     Ok(Pass {
@@ -309,14 +409,8 @@ fn target_score<B: Backend>(
     }
 }
 
-/// Writes the values of `lifted`'s non-trainable floats (BatchNorm's running statistics) into
-/// `model`'s, detached at every level.
-///
-/// burn keeps running statistics in shared cells (`RunningState`): mapping a clone of `model`
-/// writes into the cells that `model` and its other clones share, while the clone's
-/// parameters are dropped. Trainable parameters (those that require a gradient) are left
-/// alone: the lifted copy shares them anyway.
-fn commit_running_state<B: Backend, M: Lift<B>>(model: &M, lifted: &M::Lifted) {
+/// The ids of `model`'s non-trainable floats (BatchNorm's running statistics).
+fn untrained<B: Backend, M: Module<B>>(model: &M) -> HashSet<ParamId> {
     struct Untrained(HashSet<ParamId>);
     impl<B: Backend> ModuleVisitor<B> for Untrained {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
@@ -325,6 +419,26 @@ fn commit_running_state<B: Backend, M: Lift<B>>(model: &M, lifted: &M::Lifted) {
             }
         }
     }
+    let mut found = Untrained(HashSet::new());
+    model.visit(&mut found);
+    found.0
+}
+
+/// Whether `model` keeps floats that are not trained (BatchNorm's running statistics): those
+/// that do not require a gradient once the model is lifted as it is (burn reinstates each
+/// parameter's own flag there, on any `B`; running statistics come up untracked).
+fn has_running_state<B: Backend, M: Lift<B>>(model: &M) -> bool {
+    !untrained(&M::Lifted::from_inner(model.clone())).is_empty()
+}
+
+/// Writes the values of `lifted`'s non-trainable floats (BatchNorm's running statistics) into
+/// `model`'s, detached at every level.
+///
+/// burn keeps running statistics in shared cells (`RunningState`): mapping a clone of `model`
+/// writes into the cells that `model` and its other clones share, while the clone's
+/// parameters are dropped. Trainable parameters (those that require a gradient) are left
+/// alone: the lifted copy shares them anyway.
+fn commit_running_state<B: Backend, M: Lift<B>>(model: &M, lifted: &M::Lifted) {
     struct Values<'a, B: Backend>(&'a HashSet<ParamId>, HashMap<ParamId, TensorPrimitive<B>>);
     impl<B: Backend> ModuleVisitor<B> for Values<'_, B> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
@@ -343,12 +457,11 @@ fn commit_running_state<B: Backend, M: Lift<B>>(model: &M, lifted: &M::Lifted) {
             }
         }
     }
-    let mut untrained = Untrained(HashSet::new());
-    model.visit(&mut untrained);
-    if untrained.0.is_empty() {
+    let untrained = untrained(model);
+    if untrained.is_empty() {
         return;
     }
-    let mut values = Values(&untrained.0, HashMap::new());
+    let mut values = Values(&untrained, HashMap::new());
     lifted.valid().visit(&mut values);
     let _ = model.clone().map(&mut Write(values.1));
 }
