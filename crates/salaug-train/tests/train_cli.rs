@@ -206,7 +206,7 @@ fn ref_and_sal_learn_fashion_mnist_and_sal_is_more_consistent() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--transform"));
 }
 
-/// The held-out L_sal distance that `salaug eval` prints.
+/// The method and the held-out L_sal distance that `salaug eval` prints.
 fn eval_distance(run: &Path, method: Option<&str>) -> (String, f64) {
     let mut args = vec!["eval", "--run", run.to_str().unwrap()];
     args.extend(method.map(|m| ["--method", m]).into_iter().flatten());
@@ -219,15 +219,17 @@ fn eval_distance(run: &Path, method: Option<&str>) -> (String, f64) {
         .and_then(|t| t.split_once(':'))
         .unwrap_or_else(|| panic!("no method in {text}"))
         .0;
-    let head = salaug_spec::measures::by_key("consistency").unwrap().head;
+    let measure = salaug_spec::measures::by_key("consistency").unwrap();
     let value = text
-        .split(&format!("{head} "))
+        .split(&format!("{} ", measure.head))
         .nth(1)
         .unwrap_or_else(|| panic!("no distance in {text}"))
         .split(',')
         .next()
         .unwrap();
-    (name.to_string(), value.trim().parse().unwrap())
+    // Printed as the table shows it: times the measure's scale.
+    let value: f64 = value.trim().parse().unwrap();
+    (name.to_string(), value / measure.scale)
 }
 
 /// Guided backpropagation, DeconvNet, Grad-CAM, guided Grad-CAM and SmoothGrad (around the
