@@ -11,7 +11,7 @@
 //! - Geometry follows one convention, documented in [`geometry`].
 //! - Images are in `[0, 1]`, before normalisation.
 //!
-//! ```no_run
+//! ```
 //! use burn::backend::Flex;
 //! use burn::tensor::Tensor;
 //! use rand::{rngs::StdRng, SeedableRng};

@@ -11,17 +11,34 @@
 //! `L = α·L_class + β·L_sal + γ·L_inv`, which needs the gradient of a gradient: the model is
 //! evaluated one autodiff level up ([`second_order`]) and the maps come back differentiable.
 //!
-//! ```no_run
-//! # use burn::tensor::{backend::Backend, Tensor, Int};
-//! # use salaug_core::{Explain, Lift, MapPair, SaliencyKind, SaliencyLossConfig};
-//! # fn step<B: burn::tensor::backend::AutodiffBackend, M: Lift<B>>(model: &M, x: Tensor<B, 4>, y: Tensor<B, 1, Int>) -> salaug_core::Result<()> {
+//! ```
+//! # use burn::backend::{Autodiff, Flex};
+//! # use burn::module::{Module, Param};
+//! # use burn::tensor::{backend::{AutodiffBackend, Backend}, Distribution, Int, Tensor};
+//! # use salaug_core::{Classifier, Explain, Lift, MapPair, SaliencyKind, SaliencyLossConfig};
+//! # #[derive(Module, Debug)]
+//! # struct Net<B: Backend> { w: Param<Tensor<B, 2>> }
+//! # impl<B: Backend> Classifier<B> for Net<B> {
+//! #     fn logits(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+//! #         x.flatten::<2>(1, 3).matmul(self.w.val()).tanh()
+//! #     }
+//! # }
+//! # salaug_core::impl_lift!(Net);
+//! # fn step<B: AutodiffBackend, M: Lift<B>>(model: &M, x: Tensor<B, 4>, y: Tensor<B, 1, Int>)
+//! #     -> salaug_core::Result<B::Gradients> {
 //! let loss = SaliencyLossConfig::default().init()?;
 //! // Horizontal flip: T(x) and its inverse on maps are both `flip([3])`.
 //! let batch = Tensor::cat(vec![x.clone(), x.flip([3])], 0);
 //! let explain = Explain::class(Tensor::cat(vec![y.clone(), y], 0));
 //! let out = loss.of_batch(model, &SaliencyKind::Gradient, batch, &explain, MapPair::flip_back)?;
 //! let grads = out.loss.backward(); // reaches every parameter: second order
-//! # Ok(()) }
+//! # Ok(grads) }
+//! # let device = Default::default();
+//! # let w = Tensor::<Autodiff<Flex>, 2>::random([3 * 4 * 4, 5], Distribution::Normal(0.0, 0.1), &device);
+//! # let model = Net { w: Param::from_tensor(w.require_grad()) };
+//! # let x = Tensor::random([2, 3, 4, 4], Distribution::Normal(0.0, 1.0), &device);
+//! # let grads = step(&model, x, Tensor::from_ints([0, 3], &device)).unwrap();
+//! # assert!(model.w.val().grad(&grads).is_some_and(|g| g.abs().sum().into_scalar() > 0.0));
 //! ```
 //!
 //! With salaug-augment, the pairing of any augmentation is `|s, s_aug| transfer.pair(s, s_aug,
@@ -54,8 +71,8 @@ pub use saliency::{
 };
 pub use second_order::{
     input_gradient, layer_gradient, lift, materialize, relu, ruled_input_gradient, tap,
-    uses_batch_stats, BatchNormMode, Explain, InputGradient, LayerGradient, Lift, Outer,
-    ReluRule, Target,
+    uses_batch_stats, BatchNormMode, Explain, InputGradient, LayerGradient, Lift, Outer, ReluRule,
+    Target,
 };
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ use burn::tensor::backend::AutodiffBackend;
 use common::{batch, flip_sal_loss, TestNet};
 use salaug_core::gradcheck::{gradcheck, GradcheckBackend as GB, GradcheckConfig};
 use salaug_core::{
-    input_gradient, invariance_loss, BatchNormMode, Explain, FeatureDistance, LossWeights, MapPair, SaliencyKind,
-    SaliencyLossConfig, SaliencyMethod, SmoothGrad,
+    input_gradient, invariance_loss, BatchNormMode, Explain, FeatureDistance, LossWeights, MapPair,
+    SaliencyKind, SaliencyLossConfig, SaliencyMethod, SmoothGrad,
 };
 
 const TOL: f64 = 1e-6;
@@ -441,7 +441,9 @@ fn running_mode_is_refused_when_no_batch_norm_honours_it() {
     let (x, y) = batch::<GB>(29, 4, 8, &device);
     let model = TestNet::<GB>::new(7, &device);
     let running = Explain::class(y.clone()).with_batch_norm(BatchNormMode::Running);
-    let err = input_gradient(&model, x.clone(), &running).unwrap_err().to_string();
+    let err = input_gradient(&model, x.clone(), &running)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("uses_batch_stats"), "{err}");
     assert!(input_gradient(&model, x, &Explain::class(y)).is_ok());
 }

@@ -18,7 +18,7 @@
 //! number of input channels and classes, and a width multiplier for CPU-scale runs. Each
 //! exposes its stage outputs as named features for the invariance loss L_inv.
 //!
-//! ```no_run
+//! ```
 //! use burn::backend::{Autodiff, Flex};
 //! use burn::tensor::Tensor;
 //! use salaug_core::Classifier;

@@ -8,7 +8,6 @@
 //! order (tests at the bottom of this file). `tests/forbidden_ops.rs` fails if a model file
 //! names one of the unsafe ops.
 
-
 use burn::module::{Param, RunningState};
 use burn::prelude::*;
 use burn::tensor::ops::PadMode;
@@ -498,7 +497,9 @@ mod tests {
             bn: batch_norm(3, &device),
             head: LinearConfig::new(3, 2).init(&device),
         };
-        let _ = model.bn.forward(seeded::<AD, 4>([4, 3, 5, 6], 30).add_scalar(0.7)); // move the stats
+        let _ = model
+            .bn
+            .forward(seeded::<AD, 4>([4, 3, 5, 6], 30).add_scalar(0.7)); // move the stats
         let before = model.bn.running_mean.value_sync().inner();
         let x = seeded::<AD, 4>([2, 3, 4, 4], 31);
         let y = Tensor::<AD, 1, Int>::from_data(TensorData::new(vec![0i64, 1], [2]), &device);
@@ -515,7 +516,10 @@ mod tests {
                 .sqrt();
         let w = model.head.weight.val().inner(); // [3, 2]
         let expected = w.mul(scale.reshape([3, 1])).transpose(); // [class, channel]
-        assert_close(out.gradient.inner().sum_dim(3).sum_dim(2).reshape([2, 3]), expected);
+        assert_close(
+            out.gradient.inner().sum_dim(3).sum_dim(2).reshape([2, 3]),
+            expected,
+        );
         // Training mode again outside the pass.
         let z = model.bn.forward(seeded::<AD, 4>([4, 3, 5, 6], 32));
         assert!(z.inner().mean().into_scalar().abs() < 1e-9);

@@ -83,7 +83,9 @@ fn small_cnn_narrow_passes_gradcheck() {
 /// quotients converge to the analytic derivative as the step shrinks (docs/method.md).
 #[test]
 fn saliency_methods_pass_gradcheck_on_zoo_models() {
-    let hooked = SaliencyKind::every().into_iter().filter(SaliencyKind::uses_hooks);
+    let hooked = SaliencyKind::every()
+        .into_iter()
+        .filter(SaliencyKind::uses_hooks);
     for method in hooked {
         check_method::<GB>(Arch::SmallCnn, 0.125, 8, 6, &method);
         if method != SaliencyKind::DeconvNet {

@@ -21,7 +21,9 @@ use rand::seq::SliceRandom;
 use rand::{rngs::StdRng, SeedableRng};
 use salaug_augment::{Augmentation, Compare, HorizontalFlip, Rescale, Rotation, VerticalFlip};
 use salaug_core::metrics::{deletion_insertion, salient_order, spearman, top_fraction_iou};
-use salaug_core::{BatchNormMode, ChannelReduction, Explain, SaliencyKind, SaliencyLossConfig, SaliencyMethod};
+use salaug_core::{
+    BatchNormMode, ChannelReduction, Explain, SaliencyKind, SaliencyLossConfig, SaliencyMethod,
+};
 pub use salaug_spec::{EpochMetrics, HeldOut};
 
 use crate::data::{Batch, ImageBatcher, Images};

@@ -22,7 +22,9 @@ use burn::prelude::*;
 use image::imageops::FilterType;
 use rand::{rngs::StdRng, SeedableRng};
 use salaug_augment::Compare;
-use salaug_core::{BatchNormMode, ChannelReduction, Classifier, Explain, SaliencyKind, SaliencyMethod};
+use salaug_core::{
+    BatchNormMode, ChannelReduction, Classifier, Explain, SaliencyKind, SaliencyMethod,
+};
 
 use crate::data::Data;
 use crate::data::{ImageSet, Images};

@@ -37,9 +37,9 @@ use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn::tensor::{activation, backend::Backend, Bool, Tensor, TensorPrimitive};
 use serde::{Deserialize, Serialize};
 
-use super::Outer;
 #[cfg(doc)]
 use super::BatchNormMode;
+use super::Outer;
 
 /// The backward rule of ReLU in a saliency pass (the paper's eq. 4, with `f` the ReLU's input
 /// and `R` the gradient arriving from above).
