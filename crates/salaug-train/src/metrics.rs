@@ -10,7 +10,7 @@
 //!   loss generalises, not that the method helps.
 //!
 //! All but [`consistency`] run the model in evaluation mode (BatchNorm with running
-//! statistics), the maps included ([`BatchNormMode::Running`](salaug_core::BatchNormMode::Running)).
+//! statistics), the maps included ([`BatchNormMode::Running`]).
 
 use std::path::Path;
 use std::sync::Arc;

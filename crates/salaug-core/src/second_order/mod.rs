@@ -55,7 +55,7 @@ pub enum Target<B: Backend> {
 /// [`Batch`](Self::Batch) and [`BatchUpdating`](Self::BatchUpdating) work for any model,
 /// burn's own `nn::BatchNorm` included: the explaining forward runs on an autodiff backend,
 /// where a BatchNorm is in training mode. [`Running`](Self::Running) needs the model's
-/// BatchNorm to ask [`uses_batch_stats`](hooks::uses_batch_stats) which mode to take
+/// BatchNorm to ask [`uses_batch_stats`] which mode to take
 /// (`salaug-models`' BatchNorm does; burn's `nn::BatchNorm` decides by the backend alone, so a
 /// model built on it fails with [`Error::Unsupported`] instead of giving training-mode maps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
