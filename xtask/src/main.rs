@@ -34,8 +34,9 @@ enum Command {
     /// --features salaug-core/<backend>`): flex, ndarray, wgpu, cuda. Needs no GPU.
     CheckBackends(check_backends::CheckBackendsArgs),
     /// Run the slow finite-difference checks that CI skips (`#[ignore]`): L_sal's gradient for
-    /// narrow full-depth ResNet-50, DenseNet-121, DenseNet-169 and VGG-19-BN (tens of minutes).
-    GradcheckFull,
+    /// narrow full-depth ResNet-50, VGG-19-BN, DenseNet-121 and DenseNet-169 (tens of
+    /// minutes), one model at a time, with PASS or FAIL per model.
+    GradcheckFull(gradcheck_full::GradcheckFullArgs),
     /// Reproduce one of the paper's tables from `configs/<table>.toml`: runs every cell and
     /// seed through the `salaug` binary (skipping finished runs, resuming interrupted ones) and
     /// writes `results/<table>-<mode>.md` and `.csv`.
@@ -52,7 +53,7 @@ enum Command {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::CheckBackends(args) => check_backends::handle(args),
-        Command::GradcheckFull => gradcheck_full::handle(),
+        Command::GradcheckFull(args) => gradcheck_full::handle(args),
         Command::Reproduce(args) => reproduce::handle(args),
         Command::Profile(args) => profile::handle(args),
         Command::Bench(bench) => bench::handle(bench),
@@ -82,6 +83,7 @@ mod tests {
             "xtask profile --model small_cnn --strategy ref --warmup 0 --iters 1",
             "xtask check-backends flex cuda",
             "xtask gradcheck-full",
+            "xtask gradcheck-full --models resnet50,densenet169",
         ] {
             assert!(parse(ok).is_ok(), "{ok}: {:?}", parse(ok).err());
         }
