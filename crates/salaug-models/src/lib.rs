@@ -70,7 +70,10 @@ macro_rules! zoo {
             $( $(#[doc = $fdoc:literal])* $family:ident($module:ident::$ty:ident), )*
         }
         archs |$config:ident, $device:ident| {
-            $( $(#[doc = $adoc:literal])* $arch:ident = $name:literal => $built:ident($build:expr), )*
+            $(
+                $(#[doc = $adoc:literal])*
+                $arch:ident = $name:literal => $built:ident($build:expr),
+            )*
         }
     ) => {
         /// The architectures of the zoo.
@@ -121,7 +124,11 @@ macro_rules! zoo {
         }
 
         /// The model of `arch`, built from `config` on `device` (settings already checked).
-        fn build<B: Backend>(arch: Arch, $config: &ModelConfig, $device: &B::Device) -> Model<B> {
+        fn build<B: Backend>(
+            arch: Arch,
+            $config: &ModelConfig,
+            $device: &B::Device,
+        ) -> Model<B> {
             match arch {
                 $( Arch::$arch => Model::$built($build), )*
             }
@@ -146,9 +153,11 @@ zoo! {
         /// ResNet-50.
         ResNet50 = "resnet50" => ResNet(ResNet::new(c, resnet::RESNET50_BLOCKS, true, device)),
         /// DenseNet-121.
-        DenseNet121 = "densenet121" => DenseNet(DenseNet::new(c, densenet::DENSENET121_BLOCKS, device)),
+        DenseNet121 = "densenet121" =>
+            DenseNet(DenseNet::new(c, densenet::DENSENET121_BLOCKS, device)),
         /// DenseNet-169.
-        DenseNet169 = "densenet169" => DenseNet(DenseNet::new(c, densenet::DENSENET169_BLOCKS, device)),
+        DenseNet169 = "densenet169" =>
+            DenseNet(DenseNet::new(c, densenet::DENSENET169_BLOCKS, device)),
         /// VGG-16 with BatchNorm.
         Vgg16Bn = "vgg16_bn" => Vgg(Vgg::new(c, vgg::VGG16_STAGES, device)),
         /// VGG-19 with BatchNorm.

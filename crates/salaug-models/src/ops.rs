@@ -284,8 +284,9 @@ pub fn batch_norm<B: Backend>(channels: usize, device: &B::Device) -> BatchNorm<
 /// saving counts twice in a saliency step. In evaluation mode it is `x · s + t` with `s`, `t`
 /// per channel from the running statistics. Training mode is what
 /// [`salaug_core::uses_batch_stats`] says: on autodiff backends, except in an explaining pass
-/// with [`salaug_core::BatchNormMode::Running`] (maps of the model as it predicts). The running variance is the biased batch
-/// variance, as burn's (PyTorch keeps the unbiased one); momentum 0.1.
+/// with [`salaug_core::BatchNormMode::Running`] (maps of the model as it predicts). The
+/// running variance is the biased batch variance, as burn's (PyTorch keeps the unbiased one);
+/// momentum 0.1.
 #[derive(Module, Debug)]
 pub struct BatchNorm<B: Backend> {
     /// Scale γ, `[channels]`.

@@ -114,10 +114,11 @@ pub enum SaliencyKind {
 
 impl SaliencyKind {
     /// Every method once, at its defaults (Grad-CAM at the model's default layer, SmoothGrad
-    /// around the gradient), in the order of the enum: the list that the CLI's error message,
-    /// the test suites and `cargo xtask bench methods` iterate. A new method is one unit (its
+    /// around the gradient), in the order of the enum: the list that the method tests of
+    /// salaug-core, salaug-models and salaug-train iterate. A new method is one unit (its
     /// file), one variant (the compiler then asks for its arms in `name`, `attribute` and
-    /// `uses_hooks`) and one entry here.
+    /// `uses_hooks`), one arm of `FromStr` with its name in the parse error (a test checks the
+    /// message names every entry here) and one entry here.
     pub fn every() -> Vec<SaliencyKind> {
         vec![
             SaliencyKind::Gradient,

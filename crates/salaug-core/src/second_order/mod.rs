@@ -58,6 +58,8 @@ pub enum Target<B: Backend> {
 /// BatchNorm to ask [`uses_batch_stats`] which mode to take
 /// (`salaug-models`' BatchNorm does; burn's `nn::BatchNorm` decides by the backend alone, so a
 /// model built on it fails with [`Error::Unsupported`] instead of giving training-mode maps).
+/// The check is that at least one BatchNorm asked: a model that mixes both kinds is not
+/// caught.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BatchNormMode {
     /// Training mode: each batch normalised by its own statistics; the model's running
