@@ -34,8 +34,8 @@ enum Command {
     /// --features salaug-core/<backend>`): flex, ndarray, wgpu, cuda. Needs no GPU.
     CheckBackends(check_backends::CheckBackendsArgs),
     /// Run the slow finite-difference checks that CI skips (`#[ignore]`): L_sal's gradient for
-    /// narrow full-depth ResNet-50, VGG-19-BN, DenseNet-121 and DenseNet-169 (tens of
-    /// minutes), one model at a time, with PASS or FAIL per model.
+    /// narrow full-depth ResNet-50, DenseNet-121 and DenseNet-169 (tens of minutes; VGG-19-BN's
+    /// runs in the suite), one model at a time, with PASS or FAIL per model.
     GradcheckFull(gradcheck_full::GradcheckFullArgs),
     /// Reproduce one of the paper's tables from `configs/<table>.toml`: runs every cell and
     /// seed through the `salaug` binary (skipping finished runs, resuming interrupted ones) and
