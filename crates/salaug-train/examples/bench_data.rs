@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use rand::{rngs::StdRng, SeedableRng};
 use salaug_train::backend::Selected;
-use salaug_train::data::{load_data, loader, write_synthetic, Batch};
+use salaug_train::data::{load_data, loader, write_synthetic, Batch, Order};
 use salaug_train::timing::time_steps;
 use salaug_train::RunConfig;
 
@@ -39,7 +39,7 @@ fn epoch(config: &RunConfig, augment: bool) -> f64 {
         &data.train,
         config.train.batch_size,
         config.train.workers,
-        Some(1),
+        Order::Shuffled(1),
         &device,
     );
     let started = Instant::now();

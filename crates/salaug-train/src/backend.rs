@@ -2,6 +2,7 @@
 //! the only file of salaug that names a backend for a program. The libraries (salaug-core,
 //! salaug-models, salaug-augment and the rest of this crate) are generic over the backend.
 //! With several backend features on, the first of `flex`, `ndarray`, `wgpu`, `cuda` wins.
+//! [`parse_device`] turns the device names of `train.devices` into its devices.
 
 /// The backend selected by the enabled cargo feature.
 #[cfg(feature = "flex")]
@@ -21,6 +22,126 @@ pub type Selected = burn::backend::Wgpu;
 ))]
 pub type Selected = burn::backend::Cuda;
 
+/// The name of the selected backend (`flex`, `ndarray`, `wgpu` or `cuda`).
+pub const NAME: &str = if cfg!(feature = "flex") {
+    "flex"
+} else if cfg!(feature = "ndarray") {
+    "ndarray"
+} else if cfg!(feature = "wgpu") {
+    "wgpu"
+} else {
+    "cuda"
+};
+
+/// The device names the selected backend takes (for messages).
+pub const DEVICE_NAMES: &str = if cfg!(any(feature = "flex", feature = "ndarray")) {
+    "default, cpu"
+} else if cfg!(feature = "wgpu") {
+    "default, wgpu:N (discrete GPU N), wgpu:integrated:N, wgpu:virtual:N, wgpu:cpu"
+} else {
+    "default, cuda, cuda:N"
+};
+
+/// A device of the selected backend.
+pub type Device = burn::tensor::Device<Selected>;
+
+/// The device named `name` (`train.devices`, `--devices`), checked against the selected
+/// backend: a name of another backend's devices is an error that says which build takes it.
+pub fn parse_device(name: &str) -> Result<Device, String> {
+    let name = name.trim();
+    if name == "default" {
+        return Ok(Device::default());
+    }
+    let family = name.split(':').next().unwrap_or_default();
+    let index = |s: &str| -> Result<usize, String> {
+        s.parse()
+            .map_err(|_| format!("device `{name}`: `{s}` is not a device index"))
+    };
+    let parsed: Option<Result<Device, String>> = select(name, &index);
+    match parsed {
+        Some(device) => device,
+        None if ["cpu", "cuda", "wgpu"].contains(&family) => Err(format!(
+            "device `{name}` is not a device of this build's backend ({NAME}, which takes \
+             {DEVICE_NAMES}); {}",
+            match family {
+                "cuda" => "build salaug with `--no-default-features --features cuda`",
+                "wgpu" => "build salaug with `--no-default-features --features wgpu`",
+                _ => "a CPU backend is built by default (`--features flex`)",
+            }
+        )),
+        None => Err(format!(
+            "unknown device `{name}` (this build's backend {NAME} takes {DEVICE_NAMES})"
+        )),
+    }
+}
+
+/// The devices named by `names` (one [`parse_device`] each).
+pub fn parse_devices(names: &[String]) -> anyhow::Result<Vec<Device>> {
+    names
+        .iter()
+        .map(|n| parse_device(n).map_err(|e| anyhow::anyhow!("train.devices: {e}")))
+        .collect()
+}
+
+#[cfg(any(feature = "flex", feature = "ndarray"))]
+fn select(
+    name: &str,
+    _index: &dyn Fn(&str) -> Result<usize, String>,
+) -> Option<Result<Device, String>> {
+    (name == "cpu").then(|| Ok(Device::default()))
+}
+
+#[cfg(all(not(feature = "flex"), not(feature = "ndarray"), feature = "wgpu"))]
+fn select(
+    name: &str,
+    index: &dyn Fn(&str) -> Result<usize, String>,
+) -> Option<Result<Device, String>> {
+    use burn::backend::wgpu::WgpuDevice;
+    let parts: Vec<&str> = name.split(':').collect();
+    Some(match parts.as_slice() {
+        ["wgpu", "cpu"] => Ok(WgpuDevice::Cpu),
+        ["wgpu", n] => index(n).map(WgpuDevice::DiscreteGpu),
+        ["wgpu", "integrated", n] => index(n).map(WgpuDevice::IntegratedGpu),
+        ["wgpu", "virtual", n] => index(n).map(WgpuDevice::VirtualGpu),
+        _ => return None,
+    })
+}
+
+#[cfg(all(
+    not(feature = "flex"),
+    not(feature = "ndarray"),
+    not(feature = "wgpu"),
+    feature = "cuda"
+))]
+fn select(
+    name: &str,
+    index: &dyn Fn(&str) -> Result<usize, String>,
+) -> Option<Result<Device, String>> {
+    use burn::backend::cuda::CudaDevice;
+    let parts: Vec<&str> = name.split(':').collect();
+    let i = match parts.as_slice() {
+        ["cuda"] => Ok(0),
+        ["cuda", n] => index(n),
+        _ => return None,
+    };
+    Some(i.and_then(|i| {
+        // cudarc reports the devices of the driver it loads; without one, the run fails at
+        // its first step with burn's message.
+        let count = std::panic::catch_unwind(|| {
+            <Selected as burn::tensor::backend::Backend>::device_count(0)
+        })
+        .unwrap_or(usize::MAX);
+        if i >= count {
+            Err(format!(
+                "device `{name}`: this machine has {count} CUDA device(s) (cuda:0 to cuda:{})",
+                count.saturating_sub(1)
+            ))
+        } else {
+            Ok(CudaDevice::new(i))
+        }
+    }))
+}
+
 /// Tunes the C allocator for tensor workloads; programs call it first thing in `main`.
 ///
 /// CPU backends allocate a fresh buffer for almost every tensor, many of them megabytes large.
@@ -36,5 +157,37 @@ pub fn tune_allocator() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names_are_checked_against_the_backend() {
+        assert!(parse_device("default").is_ok());
+        #[cfg(any(feature = "flex", feature = "ndarray"))]
+        {
+            assert!(parse_device("cpu").is_ok());
+            let e = parse_device("cuda:1").unwrap_err();
+            assert!(
+                e.contains("`cuda:1`") && e.contains("--features cuda"),
+                "{e}"
+            );
+            let e = parse_device("wgpu:0").unwrap_err();
+            assert!(e.contains("--features wgpu") && e.contains(NAME), "{e}");
+        }
+        let e = parse_device("tpu:0").unwrap_err();
+        assert!(
+            e.contains("unknown device `tpu:0`") && e.contains(DEVICE_NAMES),
+            "{e}"
+        );
+        let e = parse_devices(&["default".into(), "gpu".into()]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("train.devices: unknown device `gpu`"),
+            "{e}"
+        );
     }
 }

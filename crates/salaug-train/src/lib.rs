@@ -5,8 +5,8 @@
 //! built on them.
 //!
 //! The modules depend one way: [`config`] ← {[`data`], [`optim`], [`schedule`]} ←
-//! [`trainee`] (the step) ← [`metrics`] ← [`run`] ← `main.rs`; [`backend`] is read by the
-//! programs only. Which file owns which job:
+//! [`tally`] ← [`trainee`] (the step) ← [`metrics`] ← [`run`] ← `main.rs`; [`backend`] is
+//! read by the programs only. Which file owns which job:
 //!
 //! | file | job |
 //! |---|---|
@@ -14,7 +14,8 @@
 //! | [`data`] | dataset readers (Fashion-MNIST IDX, CIFAR binary, SVHN `.mat`), class folders streamed from disk ([`data::FolderSet`]), downloads, and [`data::load_data`]: the training and test sets of a `[data]` section ([`data::Images`], in memory or from files) with their input normalisation |
 //! | [`optim`] | burn's optimiser of `train.optimizer` (one dispatch, [`optim::with_optimizer`]) |
 //! | [`schedule`] | learning-rate schedules stepped per iteration |
-//! | [`trainee`] | the model as the Learner trains it ([`trainee::build_model`]), the step's plan (built once from the config), the saliency training step (`TrainStep`, `L_sal` by `salaug_core::SaliencyLoss::of_batch`) and the evaluation step; their measurements stay on the device until the epoch ends |
+//! | [`trainee`] | the model as the Learner trains it ([`trainee::build_model`]), the step's plan (built once from the config), the saliency training step (`TrainStep`, `L_sal` by `salaug_core::SaliencyLoss::of_batch`) and the evaluation step |
+//! | [`tally`] | the steps' measurements: one row per step left on its device (of any backend level), summed into a typed [`tally::Tally`] when the epoch ends |
 //! | [`metrics`] | the held-out measures (clean, augmented and panel accuracy, map agreement, deletion/insertion, the held-out `L_sal` distance) and `metrics.csv` (columns: `salaug_spec::measures::MEASURES`) |
 //! | [`run`] | the epoch loop around burn's Learner: run directory, preflight, checkpoints, `--resume`, loading a finished run |
 //! | [`timing`] | `salaug time`: wall time, CPU use and memory of training steps |
@@ -54,6 +55,7 @@ pub mod render;
 pub mod run;
 pub mod saliency_png;
 pub mod schedule;
+pub mod tally;
 pub mod timing;
 pub mod trainee;
 

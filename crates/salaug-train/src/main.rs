@@ -47,6 +47,12 @@ enum Command {
         /// Continue the run in this directory after its last finished epoch.
         #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "set", "out"])]
         resume: Option<PathBuf>,
+        /// The devices that train (sets `train.devices`; also with --resume, e.g. to continue
+        /// on another machine): `cpu`, `cuda:0,cuda:1`, `wgpu:0`, `default`. With several, each
+        /// trains its own batch of `train.batch_size` per step and their gradients are
+        /// averaged (docs/training.md).
+        #[arg(long, value_delimiter = ',', value_name = "DEVICE,...")]
+        devices: Vec<String>,
     },
     /// The held-out measures of a finished run's final model (on its `metrics.held_out_images`).
     Eval {
@@ -159,21 +165,28 @@ fn run(cli: Cli) -> Result<()> {
             set,
             out,
             resume,
+            devices,
         } => {
-            let (config, dir, resume) =
+            let (mut config, dir, resume) =
                 salaug_train::run::resolve(config.as_deref(), &set, out, resume)?;
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            if !devices.is_empty() {
+                config.train.devices = devices;
+            }
+            let devices = salaug_train::backend::parse_devices(&config.train.devices)?;
+            let run_dir = salaug_train::run::RunDir::lock(&dir)?;
             init_logging(Some(&dir.join("train.log")))?;
             tracing::info!(
-                "{} run in {} ({} on {}, strategy {}, augmentation {})",
+                "{} run in {} ({} on {}, strategy {}, augmentation {}, {} on {})",
                 if resume { "resuming" } else { "starting" },
                 dir.display(),
                 config.model.arch,
                 config.data.dataset.name(),
                 config.train.strategy.name(),
-                config.augment.name()
+                config.augment.name(),
+                salaug_train::backend::NAME,
+                config.train.devices.join(",")
             );
-            let metrics = train::<Selected>(config, &dir, resume, &device)?;
+            let metrics = train::<Selected>(config, &run_dir, resume, &devices)?;
             if let Some(last) = metrics.last() {
                 println!(
                     "{}: {} epochs, test accuracy {:.2}%, saliency consistency {:.5}",

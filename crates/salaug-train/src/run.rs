@@ -8,7 +8,13 @@
 //! <run>/train.log       the log (also on stderr)
 //! <run>/checkpoint/     model, optimiser and scheduler after each of the last two epochs
 //! <run>/model.mpk       the final model
+//! <run>/.lock           held (an OS file lock) by the process training into the run
 //! ```
+//!
+//! A run directory belongs to one process at a time: [`RunDir::lock`] takes an exclusive lock
+//! on `<run>/.lock` (released by the OS when the process ends, however it ends), and a second
+//! `salaug train` on the same directory fails at once naming the holder, before it writes
+//! anything.
 //!
 //! Each epoch is one `SupervisedTraining::launch` that starts from the previous epoch's
 //! checkpoint. A fresh run and a resumed one therefore take exactly the same path: `--resume`
@@ -16,6 +22,7 @@
 //! shuffles (seeded by run seed and epoch) and augmentations (seeded by run seed and batch).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -25,11 +32,11 @@ use burn::optim::Optimizer;
 use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::train::checkpoint::KeepLastNCheckpoints;
-use burn::train::{Learner, SupervisedTraining};
+use burn::train::{ExecutionStrategy, Learner, MultiDeviceOptim, SupervisedTraining};
 use salaug_spec::EpochMetrics;
 
 use crate::config::RunConfig;
-use crate::data::{load_data, loader, Batch, Data, ImageBatcher};
+use crate::data::{load_data, loader, steps_per_epoch, Batch, Data, Deal, ImageBatcher, Order};
 use crate::metrics::{consistency, held_out, read_metrics, HeldOut};
 use crate::optim::{with_optimizer, WithOptimizer};
 use crate::render::Progress;
@@ -38,6 +45,63 @@ use crate::trainee::{build_model, Trainee};
 
 /// The recorder of checkpoints and final models (full precision, named MessagePack).
 pub type ModelRecorder = NamedMpkFileRecorder<FullPrecisionSettings>;
+
+/// A run directory locked by this process for as long as the value lives.
+#[derive(Debug)]
+pub struct RunDir {
+    path: PathBuf,
+    _lock: std::fs::File,
+}
+
+impl RunDir {
+    /// Creates `path` if needed and takes its lock, or fails at once if another process holds
+    /// it (the error names that process's id, which the holder writes into the lock file).
+    pub fn lock(path: &Path) -> Result<RunDir> {
+        use std::io::{Read, Seek, Write};
+        std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+        let file_path = path.join(".lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&file_path)
+            .with_context(|| format!("opening {}", file_path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = match holder.trim() {
+                    "" => "another process".to_string(),
+                    pid => format!("process {pid}"),
+                };
+                bail!(
+                    "{} is in use: {holder} is training into it (lock {}); wait for it to end or \
+                     choose another output directory",
+                    path.display(),
+                    file_path.display()
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", file_path.display()));
+            }
+        }
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .with_context(|| format!("writing {}", file_path.display()))?;
+        Ok(RunDir {
+            path: path.to_path_buf(),
+            _lock: file,
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
 
 fn checkpoint_exists(dir: &Path, epoch: usize) -> bool {
     ["model", "optim", "scheduler"].iter().all(|n| {
@@ -74,17 +138,27 @@ pub fn resolve(
     }
 }
 
-/// Trains `config` into `dir` on backend `B` (the Learner runs on `Autodiff<B>`).
+/// Trains `config` into `dir` on backend `B` (the Learner runs on `Autodiff<B>`), on
+/// `devices` (the devices of `config.train.devices`, one or more; the first is the main one,
+/// which holds the model, steps the optimiser and evaluates).
 ///
 /// With `resume`, continues after the last finished epoch of `dir`; otherwise `dir` must not
-/// hold a run yet. Returns every epoch's metrics (including earlier ones when resuming).
+/// hold a run yet. `dir` is locked ([`RunDir::lock`]) by the caller, before it opens its log
+/// there. Returns every epoch's metrics (including earlier ones when resuming).
 pub fn train<B: Backend>(
     mut config: RunConfig,
-    dir: &Path,
+    dir: &RunDir,
     resume: bool,
-    device: &B::Device,
+    devices: &[B::Device],
 ) -> Result<Vec<EpochMetrics>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.path();
+    if devices.len() != config.train.devices.len() {
+        bail!(
+            "train.devices names {} device(s) but {} were given",
+            config.train.devices.len(),
+            devices.len()
+        );
+    }
     let done = read_metrics(dir)?;
     if !done.is_empty() && !resume {
         bail!(
@@ -115,7 +189,7 @@ pub fn train<B: Backend>(
             data: &data,
             dir,
             start,
-            device,
+            devices,
         },
     )?;
     read_metrics(dir)
@@ -127,7 +201,7 @@ struct Epochs<'a, B: Backend> {
     data: &'a Data,
     dir: &'a Path,
     start: usize,
-    device: &'a B::Device,
+    devices: &'a [B::Device],
 }
 
 impl<B: Backend> WithOptimizer<Autodiff<B>, Trainee<Autodiff<B>>> for Epochs<'_, B> {
@@ -141,7 +215,7 @@ impl<B: Backend> WithOptimizer<Autodiff<B>, Trainee<Autodiff<B>>> for Epochs<'_,
             self.data,
             self.dir,
             self.start,
-            self.device,
+            self.devices,
             make,
         )
     }
@@ -152,7 +226,7 @@ fn epochs<B, O>(
     data: &Data,
     dir: &Path,
     start: usize,
-    device: &B::Device,
+    devices: &[B::Device],
     optimizer: impl Fn() -> O,
 ) -> Result<()>
 where
@@ -160,7 +234,8 @@ where
     O: Optimizer<Trainee<Autodiff<B>>, Autodiff<B>> + 'static,
 {
     let t = &config.train;
-    let per_epoch = data.train.len().div_ceil(t.batch_size);
+    let device = &devices[0];
+    let per_epoch = steps_per_epoch(data.train.len(), t.batch_size, devices.len());
     if start == 1 {
         preflight::<B>(config, data, device)?;
     }
@@ -174,9 +249,19 @@ where
             .seed
             .wrapping_mul(1_000_003)
             .wrapping_add(epoch as u64);
+        let order = match devices.len() {
+            1 => Order::Shuffled(shuffle),
+            n => Order::Dealt(Arc::new(Deal::new(data.train.len(), n, shuffle))),
+        };
         let train_loader =
-            loader::<Autodiff<B>>(&data.train, t.batch_size, t.workers, Some(shuffle), device);
-        let test_loader = loader::<B>(&data.test, t.batch_size.max(64), t.workers, None, device);
+            loader::<Autodiff<B>>(&data.train, t.batch_size, t.workers, order, device);
+        let test_loader = loader::<B>(
+            &data.test,
+            t.batch_size.max(64),
+            t.workers,
+            Order::InOrder,
+            device,
+        );
         let mut training = SupervisedTraining::new(dir, train_loader, test_loader)
             .num_epochs(epoch)
             .with_file_checkpointer(ModelRecorder::new())
@@ -186,10 +271,16 @@ where
         if epoch > 1 {
             training = training.checkpoint(epoch - 1);
         }
+        if devices.len() > 1 {
+            training = training.with_training_strategy(
+                ExecutionStrategy::multi(devices.to_vec(), MultiDeviceOptim::OptimMainDevice)
+                    .into(),
+            );
+        }
         let result = training.launch(Learner::new(model, optimizer(), scheduler));
         let trained = result.model;
         drop(result.renderer);
-        let (tr, va) = plan.take_tallies::<B>();
+        let (tr, va) = plan.0.tallies.take();
         if tr.originals == 0 {
             bail!("epoch {epoch} trained on no batches");
         }
@@ -272,7 +363,7 @@ fn preflight<B: Backend>(config: &RunConfig, data: &Data, device: &B::Device) ->
     // layer exists.
     crate::metrics::consistency(&model, &config.loss.method, &data.test, 2, device)
         .context("the held-out saliency distance cannot run with loss.method")?;
-    model.plan.take_tallies::<B>();
+    model.plan.0.tallies.take();
     Ok(())
 }
 

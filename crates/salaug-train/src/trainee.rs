@@ -13,12 +13,12 @@
 //!    Without `L_sal`, a plain forward at the training level;
 //! 3. `L = α·L_class + β·L_sal + γ·L_inv`, one backward at the training level. The step's
 //!    measurements stay on the device as one small row per step and are read once per epoch
-//!    ([`Plan::take_tallies`]); burn's Learner computes no metrics of its own.
+//!    ([`crate::tally`]); burn's Learner computes no metrics of its own.
 
-use std::any::Any;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
@@ -30,90 +30,7 @@ use salaug_models::Model;
 
 use crate::config::{LossConfig, RunConfig, Strategy};
 use crate::data::{Batch, Data};
-
-/// One split's per-step measurements, summed at the end of each epoch.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Tally {
-    /// Σ L_class · images.
-    pub class: f64,
-    /// Σ L_sal · images.
-    pub sal: f64,
-    /// Σ L_inv · images.
-    pub inv: f64,
-    /// Σ L · images.
-    pub total: f64,
-    /// Correctly classified images (for training: originals and augmented).
-    pub correct: usize,
-    /// Images classified.
-    pub seen: usize,
-    /// Original images (the batch's `x`).
-    pub originals: usize,
-}
-
-impl Tally {
-    /// Mean of a sum over the originals.
-    pub fn mean(&self, sum: f64) -> f64 {
-        sum / self.originals.max(1) as f64
-    }
-    /// Accuracy in [0, 1].
-    pub fn accuracy(&self) -> f64 {
-        self.correct as f64 / self.seen.max(1) as f64
-    }
-}
-
-/// Entries of a step's row: `[L_class, L_sal, L_inv, L, correct]`.
-const ROW: usize = 5;
-
-/// The steps' measurements of one split during an epoch, kept on the device: one row of
-/// [`ROW`] entries per step, read in one transfer at the end of the epoch (no device sync per
-/// step).
-#[derive(Debug, Default)]
-struct Rows {
-    /// Each row is a `Tensor<B, 1>` of the epoch loop's plain backend (type-erased: the plan is
-    /// shared by the training and the evaluation copy of the model, on two backend levels),
-    /// with the step's originals and images classified.
-    rows: Vec<(Box<dyn Any + Send>, usize, usize)>,
-}
-
-impl Rows {
-    fn push<B: Backend>(&mut self, row: Tensor<B, 1>, originals: usize, seen: usize) {
-        self.rows.push((Box::new(row), originals, seen));
-    }
-
-    /// The sums of the rows so far, in step order and in f64; empties the list.
-    fn take<B: Backend>(&mut self) -> Tally {
-        let rows = std::mem::take(&mut self.rows);
-        let mut tally = Tally::default();
-        if rows.is_empty() {
-            return tally;
-        }
-        let (tensors, counts): (Vec<Tensor<B, 1>>, Vec<(usize, usize)>) = rows
-            .into_iter()
-            .map(|(row, originals, seen)| {
-                let row = row
-                    .downcast::<Tensor<B, 1>>()
-                    .expect("the steps' rows are tensors of the epoch loop's backend");
-                (*row, (originals, seen))
-            })
-            .unzip();
-        let values = Tensor::cat(tensors, 0)
-            .into_data()
-            .convert::<f64>()
-            .to_vec::<f64>()
-            .expect("f64 values");
-        for (row, (originals, seen)) in values.chunks(ROW).zip(counts) {
-            let n = originals as f64;
-            tally.class += row[0] * n;
-            tally.sal += row[1] * n;
-            tally.inv += row[2] * n;
-            tally.total += row[3] * n;
-            tally.correct += row[4] as usize;
-            tally.seen += seen;
-            tally.originals += originals;
-        }
-        tally
-    }
-}
+use crate::tally::{row, Split, Tallies};
 
 /// What the step does, built once per model from the run config and the data (it keeps only
 /// the settings the step reads), and shared by every copy of the model.
@@ -135,10 +52,11 @@ pub struct PlanInner {
     pub mean: Vec<f64>,
     /// Per-channel normalisation.
     pub std: Vec<f64>,
-    /// Training-step rows of the current epoch.
-    train: Mutex<Rows>,
-    /// Evaluation-step rows of the current epoch.
-    valid: Mutex<Rows>,
+    /// The devices that train together (`train.devices`): each step's gradient is divided by
+    /// it, so that burn's sum over the devices is their mean.
+    pub devices: usize,
+    /// The steps' measurements of the current epoch.
+    pub tallies: Tallies,
 }
 
 /// Cheap-to-clone handle on a [`PlanInner`].
@@ -162,17 +80,9 @@ impl Plan {
             classes,
             mean,
             std,
-            train: Mutex::default(),
-            valid: Mutex::default(),
+            devices: config.train.devices.len(),
+            tallies: Tallies::default(),
         })))
-    }
-
-    /// Takes (and resets) the training and evaluation sums; `B` is the backend the steps'
-    /// measurements live on (the plain backend under the training level).
-    pub fn take_tallies<B: Backend>(&self) -> (Tally, Tally) {
-        let t = self.0.train.lock().expect("tally lock").take::<B>();
-        let v = self.0.valid.lock().expect("tally lock").take::<B>();
-        (t, v)
     }
 }
 
@@ -371,36 +281,27 @@ pub fn correct<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> 
     pred.equal(targets).float().sum()
 }
 
-/// A step's row `[L_class, L_sal, L_inv, L, correct]` (see [`Rows`]).
-fn row<B: Backend>(
-    class: Tensor<B, 1>,
-    sal: Option<Tensor<B, 1>>,
-    inv: Option<Tensor<B, 1>>,
-    total: Tensor<B, 1>,
-    correct: Tensor<B, 1>,
-) -> Tensor<B, 1> {
-    let device = class.device();
-    let zero = || Tensor::<B, 1>::zeros([1], &device);
-    Tensor::cat(
-        vec![
-            class,
-            sal.unwrap_or_else(zero),
-            inv.unwrap_or_else(zero),
-            total,
-            correct,
-        ],
-        0,
-    )
-}
-
 impl<B: AutodiffBackend> TrainStep for Trainee<B> {
     type Input = Batch<B>;
     type Output = ();
 
+    /// One step on `batch`. With several devices (burn's MultiDevice strategy sums the
+    /// devices' gradients), the gradient is that of `L / devices`, so the sum is the mean of
+    /// the devices' gradients, as PyTorch's DDP gives; and only the batches of shard 0 (the
+    /// main device's) update the BatchNorm running statistics, as DDP keeps rank 0's: the
+    /// other devices train on a copy whose running statistics are their own and dropped, so
+    /// the statistics do not depend on which worker thread writes first.
     fn step(&self, batch: Batch<B>) -> TrainOutput<()> {
+        let private;
+        let model = if batch.shard == 0 {
+            self
+        } else {
+            private = Trainee::from_inner(self.valid());
+            &private
+        };
         // Configurations are checked by a preflight step before training starts, so a failure
         // here is a bug, not bad input.
-        let l = self
+        let l = model
             .losses(&batch)
             .unwrap_or_else(|e| panic!("training step failed after a successful preflight: {e}"));
         let n = batch.labels.len();
@@ -411,13 +312,13 @@ impl<B: AutodiffBackend> TrainStep for Trainee<B> {
             l.total.clone().inner(),
             correct(l.logits.inner(), l.targets.inner()),
         );
-        self.plan
-            .0
-            .train
-            .lock()
-            .expect("tally lock")
-            .push(measured, n, 2 * n);
-        TrainOutput::new(self, l.total.backward(), ())
+        let p = &self.plan.0;
+        (p.tallies).push(Split::Train, batch.shard, measured, n, 2 * n);
+        let objective = match p.devices {
+            1 => l.total,
+            devices => l.total.div_scalar(devices as f64),
+        };
+        TrainOutput::new(model, objective.backward(), ())
     }
 }
 
@@ -437,12 +338,7 @@ impl<B: Backend> InferenceStep for Trainee<B> {
             loss,
             correct(logits, batch.targets),
         );
-        self.plan
-            .0
-            .valid
-            .lock()
-            .expect("tally lock")
-            .push(measured, n, n);
+        (self.plan.0.tallies).push(Split::Valid, batch.shard, measured, n, n);
     }
 }
 

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use salaug_train::backend::Selected;
-use salaug_train::data::{load_data, loader, write_synthetic, Batch};
+use salaug_train::data::{load_data, loader, write_synthetic, Batch, Order};
 use salaug_train::timing::process;
 use salaug_train::RunConfig;
 
@@ -56,7 +56,7 @@ fn stream_child() {
     let started = Instant::now();
     let data = load_data(&config(Path::new(&root)).data).unwrap();
     let device = Default::default();
-    let loader = loader::<Selected>(&data.train, BATCH, 2, Some(1), &device);
+    let loader = loader::<Selected>(&data.train, BATCH, 2, Order::Shuffled(1), &device);
     let mut images = 0;
     for batch in loader.iter() {
         let batch: Batch<Selected> = batch;

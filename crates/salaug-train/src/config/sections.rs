@@ -303,6 +303,11 @@ pub struct TrainConfig {
     pub schedule: Schedule,
     /// Data-loader worker threads.
     pub workers: usize,
+    /// The devices that train, by name (`salaug_train::backend::parse_device`: `default`,
+    /// `cpu`, `cuda:0`, `wgpu:0`, …). With several, burn's MultiDevice strategy trains one
+    /// batch of `batch_size` per device per step and averages their gradients (the same
+    /// device may be listed twice); docs/training.md.
+    pub devices: Vec<String>,
 }
 
 impl Default for TrainConfig {
@@ -315,6 +320,7 @@ impl Default for TrainConfig {
             optimizer: Optimizer::default(),
             schedule: Schedule::default(),
             workers: 1,
+            devices: vec!["default".to_string()],
         }
     }
 }
@@ -336,6 +342,15 @@ impl TrainConfig {
         }
         if self.workers == 0 {
             bail!("train.workers = 0: must be at least 1");
+        }
+        if self.devices.is_empty() {
+            bail!("train.devices = []: name at least one device (e.g. [\"default\"])");
+        }
+        if self.devices.len() > u16::MAX as usize {
+            bail!(
+                "train.devices: {} devices, at most 65535",
+                self.devices.len()
+            );
         }
         self.optimizer.validate()?;
         match self.schedule {

@@ -19,6 +19,7 @@ mod download;
 mod folder;
 mod idx;
 mod mat;
+mod order;
 mod prepare;
 mod sets;
 
@@ -27,7 +28,6 @@ use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
-use burn::data::dataset::Dataset;
 use burn::prelude::*;
 
 pub use crate::config::DatasetKind;
@@ -36,6 +36,7 @@ pub use download::{fetch, Remote};
 pub use folder::{write_synthetic, FolderSet};
 pub use idx::{read_fashion_mnist, read_idx_images, read_idx_labels, FASHION_MNIST_FILES};
 pub use mat::{read_svhn, MatArray, MatFile};
+pub use order::{steps_per_epoch, Deal, IndexDataset, Order};
 pub use prepare::Prepare;
 pub use sets::{channel_stats, load_data, Data, STATS_FILES};
 
@@ -323,28 +324,6 @@ pub fn locate(kind: DatasetKind, explicit: Option<&Path>) -> Result<PathBuf, Dat
 /// One training example: its index in the [`ImageSet`].
 pub type Item = usize;
 
-/// A dataset of indices into a shared [`ImageSet`], for burn's data loader.
-#[derive(Debug, Clone)]
-pub struct IndexDataset {
-    len: usize,
-}
-
-impl IndexDataset {
-    /// Indices `0..len`.
-    pub fn new(len: usize) -> Self {
-        Self { len }
-    }
-}
-
-impl Dataset<Item> for IndexDataset {
-    fn get(&self, index: usize) -> Option<Item> {
-        (index < self.len).then_some(index)
-    }
-    fn len(&self) -> usize {
-        self.len
-    }
-}
-
 /// A batch: images in `[0, 1]`, class indices, and the dataset indices of its images.
 #[derive(Debug, Clone)]
 pub struct Batch<B: Backend> {
@@ -356,6 +335,8 @@ pub struct Batch<B: Backend> {
     pub labels: Vec<usize>,
     /// The images' indices in the dataset (they seed the augmentation of this batch).
     pub indices: Vec<usize>,
+    /// The device share of the epoch the batch belongs to (0 with one device; [`Deal`]).
+    pub shard: usize,
 }
 
 /// Turns indices into a [`Batch`] from prepared [`Images`]; in burn's data loader it runs in
@@ -363,12 +344,21 @@ pub struct Batch<B: Backend> {
 #[derive(Debug, Clone)]
 pub struct ImageBatcher {
     set: Arc<Images>,
+    deal: Option<Arc<Deal>>,
 }
 
 impl ImageBatcher {
     /// A batcher over `set`.
     pub fn new(set: Arc<Images>) -> Self {
-        Self { set }
+        Self { set, deal: None }
+    }
+
+    /// A batcher over `set` whose batches record their shard of `deal`.
+    pub fn dealt(set: Arc<Images>, deal: Arc<Deal>) -> Self {
+        Self {
+            set,
+            deal: Some(deal),
+        }
     }
 
     /// The batch of the images at `indices`.
@@ -396,32 +386,47 @@ impl ImageBatcher {
             ),
             device,
         );
+        let shard = match (&self.deal, indices.first()) {
+            (Some(deal), Some(&first)) => deal.shard_of(first),
+            _ => 0,
+        };
         Ok(Batch {
             images: self.set.tensor(&indices, device)?,
             targets,
             labels,
             indices,
+            shard,
         })
     }
 }
 
 /// burn's data loader over `set`: batches of `batch` images, assembled (and, for class folders,
-/// decoded) in `workers` threads, in the order of a shuffle seeded by `shuffle`, or in order.
+/// decoded) in `workers` threads, in the order `order`.
 pub fn loader<B: Backend>(
     set: &Arc<Images>,
     batch: usize,
     workers: usize,
-    shuffle: Option<u64>,
+    order: Order,
     device: &B::Device,
 ) -> Arc<dyn DataLoader<B, Batch<B>>> {
-    let mut builder = DataLoaderBuilder::new(ImageBatcher::new(Arc::clone(set)))
+    let (batcher, dataset) = match &order {
+        Order::Dealt(deal) => (
+            ImageBatcher::dealt(Arc::clone(set), Arc::clone(deal)),
+            IndexDataset::dealt(Arc::clone(deal)),
+        ),
+        _ => (
+            ImageBatcher::new(Arc::clone(set)),
+            IndexDataset::new(set.len()),
+        ),
+    };
+    let mut builder = DataLoaderBuilder::new(batcher)
         .batch_size(batch)
         .num_workers(workers)
         .set_device(device.clone());
-    if let Some(seed) = shuffle {
+    if let Order::Shuffled(seed) = order {
         builder = builder.shuffle(seed);
     }
-    builder.build(IndexDataset::new(set.len()))
+    builder.build(dataset)
 }
 
 impl<B: Backend> Batcher<B, Item, Batch<B>> for ImageBatcher {
