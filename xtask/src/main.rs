@@ -19,7 +19,7 @@ mod testing;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use commands::{bench, check_backends, gradcheck_full, profile, reproduce};
+use commands::{bench, check_backends, gradcheck_full, profile, reproduce, torchvision_parity};
 
 #[derive(Parser)]
 #[command(about = "salaug project tasks")]
@@ -48,6 +48,11 @@ enum Command {
     /// Run a benchmark in release mode and print its table.
     #[command(subcommand)]
     Bench(bench::Bench),
+    /// torchvision ResNet-18/50, DenseNet-121/169 and VGG-16/19-BN with seeded random weights,
+    /// saved as .pth and .safetensors by the PyTorch peer environment, loaded by
+    /// `model.pretrained`'s loader: the same evaluation logits within 1e-4 (needs the
+    /// environment: ../shared/peers/setup.sh).
+    TorchvisionParity(torchvision_parity::TorchvisionParityArgs),
 }
 
 fn main() -> Result<()> {
@@ -57,6 +62,7 @@ fn main() -> Result<()> {
         Command::Reproduce(args) => reproduce::handle(args),
         Command::Profile(args) => profile::handle(args),
         Command::Bench(bench) => bench::handle(bench),
+        Command::TorchvisionParity(args) => torchvision_parity::handle(args),
     }
 }
 

@@ -23,6 +23,15 @@ use salaug_core::{
 
 const TOL: f64 = 1e-6;
 
+/// The backend's random generator is one per process (`GB::seed`), and SmoothGrad draws its
+/// noise from it: tests of this file that ran at once would interleave their draws and see
+/// other noise than their seed gives. Every test holds this lock.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn t2(values: &[f64], shape: [usize; 2]) -> Tensor<GB, 2> {
     common::tensor(values.to_vec(), shape, &Default::default())
 }
@@ -129,6 +138,7 @@ fn hand_map(x: [f64; 3], c: usize, rule: Option<ReluRule>) -> Vec<f64> {
 
 #[test]
 fn guided_backprop_and_deconvnet_maps_equal_hand_computed_ones() {
+    let _rng = one_at_a_time();
     let model = TinyMlp::new();
     let xs = [[1.0, -0.5, 2.0], [-1.0, 0.5, 0.7]];
     let images: Tensor<GB, 4> = common::tensor(
@@ -292,6 +302,7 @@ fn cam_images() -> (Vec<f64>, Tensor<GB, 4>) {
 
 #[test]
 fn grad_cam_map_equals_a_hand_computed_one() {
+    let _rng = one_at_a_time();
     let model = TinyCam::new(true);
     let (values, images) = cam_images();
     for classes in [[0i64, 1], [1, 1]] {
@@ -317,6 +328,7 @@ fn grad_cam_map_equals_a_hand_computed_one() {
 
 #[test]
 fn models_without_the_hooks_get_errors_that_say_so() {
+    let _rng = one_at_a_time();
     let (_, images) = cam_images();
     let explain = Explain::class(Tensor::from_data(
         TensorData::new(vec![0i64, 1], [2]),
@@ -354,6 +366,7 @@ fn models_without_the_hooks_get_errors_that_say_so() {
 
 #[test]
 fn guided_grad_cam_is_the_product_of_its_two_maps() {
+    let _rng = one_at_a_time();
     let device = Default::default();
     let model = TestNet::<GB>::new(31, &device);
     let (x, y) = batch::<GB>(32, 3, 8, &device);
@@ -394,6 +407,7 @@ fn methods() -> Vec<SaliencyKind> {
 
 #[test]
 fn l_sal_through_every_method_matches_finite_differences() {
+    let _rng = one_at_a_time();
     let device = Default::default();
     let model = TestNet::<GB>::new(41, &device);
     let (x, y) = batch::<GB>(42, 2, 8, &device);
@@ -425,6 +439,7 @@ fn l_sal_through_every_method_matches_finite_differences() {
 
 #[test]
 fn sgd_on_l_sal_alone_lowers_it_for_every_method() {
+    let _rng = one_at_a_time();
     let device = Default::default();
     let (x, y) = batch::<GB>(52, 4, 8, &device);
     for method in methods() {
@@ -465,6 +480,7 @@ fn sgd_on_l_sal_alone_lowers_it_for_every_method() {
 /// maps as before (TestNet's maps equal those of a pass with no hook installed).
 #[test]
 fn gradient_maps_do_not_see_the_hooks() {
+    let _rng = one_at_a_time();
     let device = Default::default();
     let model = TestNet::<GB>::new(61, &device);
     let (x, y) = batch::<GB>(62, 2, 8, &device);

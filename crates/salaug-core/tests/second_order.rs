@@ -50,10 +50,16 @@ fn l_sal_gradient_matches_finite_differences_for_every_setting() {
     );
 }
 
+/// The backend's random generator is one per process: the tests of this file that draw from
+/// it (SmoothGrad's noise, burn's lazy weight initialisation) hold this lock, so that one's
+/// draws cannot fall between another's seed and its draws.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// SmoothGrad draws its noise from the backend's seeded generator: seeding before each
 /// evaluation makes the loss a deterministic function of the weights, which is checked.
 #[test]
 fn smooth_grad_is_twice_differentiable() {
+    let _rng = RNG.lock().unwrap_or_else(|p| p.into_inner());
     let device = Default::default();
     let model = TestNet::<GB>::new(13, &device);
     let (x, y) = batch::<GB>(14, 2, 8, &device);
@@ -228,6 +234,7 @@ impl burn::module::ModuleVisitor<GB> for FiniteGrads<'_> {
 /// values (burn's lazy initialisation clones the initialiser): every parameter gets a gradient.
 #[test]
 fn lifting_a_fresh_lazily_initialised_model_shares_its_parameters() {
+    let _rng = RNG.lock().unwrap_or_else(|p| p.into_inner());
     let device = Default::default();
     let model = burn::nn::conv::Conv2dConfig::new([3, 3], [3, 3]).init::<GB>(&device);
     #[derive(Module, Debug)]

@@ -16,3 +16,12 @@ pub use metrics::{EpochMetrics, HeldOut, MetricsError};
 pub use paper::PaperFigures;
 pub use table::{Cell, Mode, SpecError, TableSpec};
 pub use timing::StepTiming;
+
+/// Writes `bytes` to `path` whole or not at all: to `<path>.part`, then renamed over `path`, so
+/// that a process killed while writing leaves the old file (or none), never a partial one.
+pub fn write_whole(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut part = path.as_os_str().to_owned();
+    part.push(".part");
+    std::fs::write(&part, bytes)?;
+    std::fs::rename(&part, path)
+}

@@ -3,7 +3,6 @@
 //! [`EpochMetrics`]. Rows are read by the header's column names, so a file stays readable when
 //! columns are added. The columns are the rows of [`crate::measures::MEASURES`].
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::measures::MEASURES;
@@ -201,26 +200,24 @@ impl EpochMetrics {
         Ok(rows)
     }
 
-    /// Appends this row to `path`, writing the header first when the file is new.
+    /// Appends this row to `path`, writing the header first when the file is new. The file is
+    /// replaced whole ([`crate::write_whole`]): a process killed meanwhile leaves the rows
+    /// before, never half a row.
     pub fn append(&self, path: &Path) -> Result<(), MetricsError> {
         let io = |source| MetricsError::Io {
             path: path.to_path_buf(),
             source,
         };
-        let new = !path.exists();
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(io)?;
-        let mut text = String::new();
-        if new {
-            text.push_str(&EpochMetrics::header());
-            text.push('\n');
-        }
+        let mut text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                format!("{}\n", EpochMetrics::header())
+            }
+            Err(e) => return Err(io(e)),
+        };
         text.push_str(&self.csv_row());
         text.push('\n');
-        f.write_all(text.as_bytes()).map_err(io)
+        crate::write_whole(path, text.as_bytes()).map_err(io)
     }
 }
 

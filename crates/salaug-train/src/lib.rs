@@ -5,7 +5,7 @@
 //! built on them.
 //!
 //! The modules depend one way: [`config`] ← {[`data`], [`optim`], [`schedule`]} ←
-//! [`tally`] ← [`trainee`] (the step) ← [`metrics`] ← [`run`] ← `main.rs`; [`backend`] is
+//! {[`tally`], [`group`]} ← [`trainee`] (the step) ← [`metrics`] ← [`run`] ← `main.rs`; [`backend`] is
 //! read by the programs only. Which file owns which job:
 //!
 //! | file | job |
@@ -16,6 +16,7 @@
 //! | [`schedule`] | learning-rate schedules stepped per iteration |
 //! | [`trainee`] | the model as the Learner trains it ([`trainee::build_model`]), the step's plan (built once from the config), the saliency training step (`TrainStep`, `L_sal` by `salaug_core::SaliencyLoss::of_batch`) and the evaluation step |
 //! | [`tally`] | the steps' measurements: one row per step left on its device (of any backend level), summed into a typed [`tally::Tally`] when the epoch ends |
+//! | [`group`] | several processes (ranks) training one model over burn-collective: the group from flags or a scheduler's variables, joining it (rank 0 hosts the orchestrator), the gradients' mean in visiting order, the ranks' agreement checks, a timeout on every wait |
 //! | [`metrics`] | the held-out measures (clean, augmented and panel accuracy, map agreement, deletion/insertion, the held-out `L_sal` distance) and `metrics.csv` (columns: `salaug_spec::measures::MEASURES`) |
 //! | [`run`] | the epoch loop around burn's Learner: run directory, preflight, checkpoints, `--resume`, loading a finished run |
 //! | [`timing`] | `salaug time`: wall time, CPU use and memory of training steps |
@@ -48,6 +49,7 @@
 pub mod backend;
 pub mod config;
 pub mod data;
+pub mod group;
 pub mod metrics;
 pub mod optim;
 pub mod plot;
@@ -58,5 +60,6 @@ pub mod schedule;
 pub mod tally;
 pub mod timing;
 pub mod trainee;
+pub mod weights;
 
 pub use config::RunConfig;

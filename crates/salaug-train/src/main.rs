@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use salaug_train::backend::Selected;
+use salaug_train::group::{Group, GroupArgs};
 use salaug_train::metrics::{consistency, evaluate, held_out, read_metrics};
 use salaug_train::run::{load_run, train};
 use salaug_train::{saliency_png, RunConfig};
@@ -28,6 +29,27 @@ use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, Env
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// `salaug train`'s group flags ([`salaug_train::group::GroupArgs`]).
+#[derive(clap::Args, Debug, Default)]
+struct GroupFlags {
+    /// Number of ranks in the group (one process, one device each).
+    #[arg(long)]
+    world: Option<usize>,
+    /// This process's rank, `0..world`; rank 0 writes the run.
+    #[arg(long)]
+    rank: Option<usize>,
+    /// `host:port` (or `ws://host:port`) of rank 0, where it hosts the orchestrator.
+    #[arg(long, value_name = "HOST:PORT")]
+    orchestrator: Option<String>,
+    /// `host:port` where the other ranks reach this rank (default: orchestrator port + 1 +
+    /// rank, on this host's name, or on loopback when the orchestrator is).
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Seconds any wait for the group may take before the rank fails (default 600).
+    #[arg(long, value_name = "SECONDS")]
+    group_timeout: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -53,6 +75,38 @@ enum Command {
         /// averaged (docs/training.md).
         #[arg(long, value_delimiter = ',', value_name = "DEVICE,...")]
         devices: Vec<String>,
+        /// Several processes (ranks) training one model (docs/training.md, "Several
+        /// processes and machines"); absent flags are read from SLURM's or torchrun's
+        /// variables (SLURM_NTASKS/SLURM_PROCID, WORLD_SIZE/RANK, MASTER_ADDR/MASTER_PORT).
+        #[command(flatten)]
+        group: GroupFlags,
+    },
+    /// Start N ranks of `salaug train` on this machine (loopback), e.g.
+    /// `salaug launch --local 2 -- train --config c.toml --out runs/x`; waits for them, and
+    /// stops the others when one fails.
+    Launch {
+        /// Number of ranks to start.
+        #[arg(long)]
+        local: usize,
+        /// The orchestrator's port (rank 0 hosts it; rank r serves its tensors on port + 1 + r).
+        /// Default: a free port.
+        #[arg(long)]
+        port: Option<u16>,
+        /// The `salaug` command every rank runs (`train …`), after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Writes a finished run's final model in torchvision's key layout (`.safetensors`):
+    /// `torchvision.models.resnet18(num_classes=C).load_state_dict(
+    /// safetensors.torch.load_file(path))` takes it (ResNet-18/50,
+    /// DenseNet-121/169, VGG-16/19-BN; ImageNet stem, width 1).
+    Export {
+        /// The run directory.
+        #[arg(long)]
+        run: PathBuf,
+        /// The file to write (`.safetensors`).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// The held-out measures of a finished run's final model (on its `metrics.held_out_images`).
     Eval {
@@ -126,8 +180,11 @@ enum Command {
 
 fn init_logging(log_file: Option<&Path>) -> Result<()> {
     let filter = || {
-        EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new("info,burn_train=warn,burn_core=warn"))
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            EnvFilter::new(
+                "info,burn_train=warn,burn_core=warn,burn_collective=warn,burn_communication=warn",
+            )
+        })
     };
     let stderr = fmt::layer()
         .with_writer(std::io::stderr)
@@ -166,7 +223,26 @@ fn run(cli: Cli) -> Result<()> {
             out,
             resume,
             devices,
+            group,
         } => {
+            let group = Group::resolve(
+                &GroupArgs {
+                    world: group.world,
+                    rank: group.rank,
+                    orchestrator: group.orchestrator,
+                    listen: group.listen,
+                    timeout_s: group.group_timeout,
+                },
+                |name| std::env::var(name).ok(),
+            )?;
+            // A rank other than 0 reads and writes its own directory inside the run's.
+            let (out, resume) = match &group {
+                Some(g) => (
+                    out.as_deref().map(|o| g.rank_dir(o)),
+                    resume.as_deref().map(|r| g.rank_dir(r)),
+                ),
+                None => (out, resume),
+            };
             let (mut config, dir, resume) =
                 salaug_train::run::resolve(config.as_deref(), &set, out, resume)?;
             if !devices.is_empty() {
@@ -175,6 +251,19 @@ fn run(cli: Cli) -> Result<()> {
             let devices = salaug_train::backend::parse_devices(&config.train.devices)?;
             let run_dir = salaug_train::run::RunDir::lock(&dir)?;
             init_logging(Some(&dir.join("train.log")))?;
+            let member = match group {
+                Some(g) => {
+                    tracing::info!(
+                        "rank {} of {}: orchestrator {}, listening on {}",
+                        g.rank,
+                        g.world,
+                        g.orchestrator.ws(),
+                        g.listen
+                    );
+                    Some(g.join::<Selected>(&devices[0])?)
+                }
+                None => None,
+            };
             tracing::info!(
                 "{} run in {} ({} on {}, strategy {}, augmentation {}, {} on {})",
                 if resume { "resuming" } else { "starting" },
@@ -186,7 +275,7 @@ fn run(cli: Cli) -> Result<()> {
                 salaug_train::backend::NAME,
                 config.train.devices.join(",")
             );
-            let metrics = train::<Selected>(config, &run_dir, resume, &devices)?;
+            let metrics = train::<Selected>(config, &run_dir, resume, &devices, member.as_ref())?;
             if let Some(last) = metrics.last() {
                 println!(
                     "{}: {} epochs, test accuracy {:.2}%, saliency consistency {:.5}",
@@ -196,6 +285,23 @@ fn run(cli: Cli) -> Result<()> {
                     last.consistency
                 );
             }
+        }
+        Command::Launch {
+            local,
+            port,
+            command,
+        } => launch(local, port, &command)?,
+        Command::Export { run, out } => {
+            init_logging(None)?;
+            let (config, data, model) = load_run::<Selected>(&run, &device)?;
+            let [c, _, _] = data.train.shape();
+            let model_config = config.model_config(c, data.train.classes());
+            salaug_train::weights::export(&model.model, &model_config, &out)?;
+            println!(
+                "{}: {} in torchvision's layout",
+                out.display(),
+                model_config.arch.name()
+            );
         }
         Command::Eval { run, method } => {
             init_logging(None)?;
@@ -290,6 +396,127 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `salaug launch --local N [--port P] -- train …`: N ranks on loopback.
+fn launch(ranks: usize, port: Option<u16>, command: &[String]) -> Result<()> {
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+    if ranks < 2 {
+        bail!("--local {ranks}: a group needs at least 2 ranks (run `salaug train` for one)");
+    }
+    if command.first().map(String::as_str) != Some("train") {
+        bail!("salaug launch runs `train`: salaug launch --local {ranks} -- train --config …");
+    }
+    const GROUP: [&str; 4] = ["--world", "--rank", "--orchestrator", "--listen"];
+    if let Some(flag) = command
+        .iter()
+        .find(|a| GROUP.iter().any(|g| a.starts_with(g)))
+    {
+        bail!("salaug launch sets {flag} itself; leave it out of the command");
+    }
+    let port = match port {
+        Some(p) => p,
+        None => free_ports(ranks)?,
+    };
+    if usize::from(port) + ranks >= usize::from(u16::MAX) {
+        bail!("--port {port}: ranks listen on port + 1 … port + {ranks}, past 65535");
+    }
+    let exe = std::env::current_exe().context("finding the salaug executable")?;
+    let mut children = Vec::with_capacity(ranks);
+    for rank in 0..ranks {
+        let mut child = Command::new(&exe);
+        child
+            .args(command)
+            .args(["--world", &ranks.to_string(), "--rank", &rank.to_string()])
+            .args(["--orchestrator", &format!("127.0.0.1:{port}")])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{}", usize::from(port) + 1 + rank),
+            ]);
+        if rank > 0 {
+            // Rank 0 speaks for the group; the others' logs are in their rank directories.
+            child.stdout(Stdio::null());
+            if std::env::var_os("RUST_LOG").is_none() {
+                child.env("RUST_LOG", "warn");
+            }
+        }
+        let spawned = child
+            .spawn()
+            .with_context(|| format!("starting rank {rank}"))?;
+        children.push(Some(spawned));
+    }
+    // Wait for all. When one fails, the others usually fail within moments, because of it
+    // (a rank whose peer died names that peer): give them two seconds, stop those still
+    // running (they would wait until their timeout), and report the failures, the ranks
+    // ended by a signal first.
+    let mut failed: Vec<(usize, std::process::ExitStatus)> = Vec::new();
+    let mut first_failure: Option<std::time::Instant> = None;
+    while children.iter().any(Option::is_some) {
+        for (rank, slot) in children.iter_mut().enumerate() {
+            let Some(child) = slot else { continue };
+            if let Some(status) = child.try_wait().context("waiting for a rank")? {
+                *slot = None;
+                if !status.success() {
+                    failed.push((rank, status));
+                    first_failure.get_or_insert_with(std::time::Instant::now);
+                }
+            }
+        }
+        if first_failure.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
+            for child in children.iter_mut().flatten() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    failed.sort_by_key(|(rank, status)| (!by_signal(status), *rank));
+    match failed.as_slice() {
+        [] => Ok(()),
+        all => {
+            let said: Vec<String> = all
+                .iter()
+                .map(|(rank, status)| format!("rank {rank} of {ranks} failed ({status})"))
+                .collect();
+            bail!("{}; stopped the others", said.join(", then "))
+        }
+    }
+}
+
+/// A port `p` of loopback with `p … p + ranks` all free: drawn below Linux's ephemeral range
+/// (32768–60999), where outgoing connections (the ranks' own among them) take their ports.
+fn free_ports(ranks: usize) -> Result<u16> {
+    use std::hash::{BuildHasher, Hasher};
+    let mut draw = std::collections::hash_map::RandomState::new().build_hasher();
+    for _ in 0..200 {
+        draw.write_u8(0);
+        let port = 20_000 + (draw.finish() % 12_000) as u16;
+        let free = (0..=ranks as u16)
+            .all(|k| std::net::TcpListener::bind(("127.0.0.1", port + k)).is_ok());
+        if free {
+            return Ok(port);
+        }
+    }
+    bail!(
+        "found no {} free consecutive ports on loopback; pass --port",
+        ranks + 1
+    )
+}
+
+/// Whether a process was ended by a signal (never, off Unix).
+fn by_signal(status: &std::process::ExitStatus) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        status.signal().is_some()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = status;
+        false
+    }
 }
 
 fn main() -> ExitCode {

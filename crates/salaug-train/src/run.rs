@@ -8,6 +8,8 @@
 //! <run>/train.log       the log (also on stderr)
 //! <run>/checkpoint/     model, optimiser and scheduler after each of the last two epochs
 //! <run>/model.mpk       the final model
+//! <run>/provenance.toml one entry per session (fresh start or resume): version, commit,
+//!                       backend, devices, threads, command line
 //! <run>/.lock           held (an OS file lock) by the process training into the run
 //! ```
 //!
@@ -27,6 +29,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use burn::backend::Autodiff;
+use burn::module::AutodiffModule;
 use burn::module::Module;
 use burn::optim::Optimizer;
 use burn::prelude::*;
@@ -36,11 +39,13 @@ use burn::train::{ExecutionStrategy, Learner, MultiDeviceOptim, SupervisedTraini
 use salaug_spec::EpochMetrics;
 
 use crate::config::RunConfig;
-use crate::data::{load_data, loader, steps_per_epoch, Batch, Data, Deal, ImageBatcher, Order};
+use crate::data::{load_data, loader, steps_per_epoch, Batch, Data, ImageBatcher, Order};
+use crate::group::Member;
 use crate::metrics::{consistency, held_out, read_metrics, HeldOut};
 use crate::optim::{with_optimizer, WithOptimizer};
 use crate::render::Progress;
 use crate::schedule::Scheduler;
+use crate::tally::Tally;
 use crate::trainee::{build_model, Trainee};
 
 /// The recorder of checkpoints and final models (full precision, named MessagePack).
@@ -145,11 +150,17 @@ pub fn resolve(
 /// With `resume`, continues after the last finished epoch of `dir`; otherwise `dir` must not
 /// hold a run yet. `dir` is locked ([`RunDir::lock`]) by the caller, before it opens its log
 /// there. Returns every epoch's metrics (including earlier ones when resuming).
+///
+/// With `group` (a rank of several processes, [`crate::group`]), `dir` is this rank's
+/// directory ([`crate::group::Group::rank_dir`]) and `devices` names one device; rank 0
+/// writes the run's metrics and final model, the other ranks only their checkpoints, and the
+/// returned metrics are rank 0's (empty on the other ranks).
 pub fn train<B: Backend>(
     mut config: RunConfig,
     dir: &RunDir,
     resume: bool,
     devices: &[B::Device],
+    group: Option<&Arc<Member>>,
 ) -> Result<Vec<EpochMetrics>> {
     let dir = dir.path();
     if devices.len() != config.train.devices.len() {
@@ -158,6 +169,19 @@ pub fn train<B: Backend>(
             config.train.devices.len(),
             devices.len()
         );
+    }
+    if group.is_some() && devices.len() != 1 {
+        bail!(
+            "a rank of a group trains on one device, but train.devices names {}: start one \
+             rank per device",
+            devices.len()
+        );
+    }
+    if let Some(path) = &config.model.pretrained {
+        if config.model.pretrained_sha256.is_none() {
+            // A fresh run: record which file it starts from.
+            config.model.pretrained_sha256 = Some(crate::weights::sha256(path)?);
+        }
     }
     let done = read_metrics(dir)?;
     if !done.is_empty() && !resume {
@@ -176,12 +200,27 @@ pub fn train<B: Backend>(
         Some(last) => last.epoch + 1,
         None => 1,
     };
-    let data = load_data(&config.data)?;
+    let start = match group {
+        None => start,
+        Some(g) => agree_to_start::<B>(g, &config, dir, start, &devices[0])?,
+    };
+    let user_norm = config.data.mean.is_some() || config.data.std.is_some();
+    let mut data = load_data(&config.data)?;
+    if config.model.pretrained.is_some() {
+        let [c, _, _] = data.train.shape();
+        crate::weights::key_map(&config.model_config(c, data.train.classes()))?;
+        if !user_norm {
+            // torchvision's weights expect ImageNet's normalisation.
+            data.mean = crate::weights::IMAGENET_MEAN.to_vec();
+            data.std = crate::weights::IMAGENET_STD.to_vec();
+        }
+    }
     // The resolved config, with the normalisation used.
     config.data.mean = Some(data.mean.clone());
     config.data.std = Some(data.std.clone());
-    std::fs::write(dir.join("config.toml"), config.to_toml())
+    salaug_spec::write_whole(&dir.join("config.toml"), config.to_toml().as_bytes())
         .with_context(|| format!("writing {}", dir.join("config.toml").display()))?;
+    record_provenance(dir, &config, start)?;
     with_optimizer(
         &config.train.optimizer,
         Epochs::<B> {
@@ -190,9 +229,83 @@ pub fn train<B: Backend>(
             dir,
             start,
             devices,
+            group,
         },
     )?;
+    if let Some(g) = group {
+        g.finish::<B>()?;
+    }
     read_metrics(dir)
+}
+
+/// Appends this session (a fresh start or a resume) to `<run>/provenance.toml`: the salaug
+/// version and the git commit it was built from, the backend, devices and threads, the
+/// command line, and when it started.
+fn record_provenance(dir: &Path, config: &RunConfig, start: usize) -> Result<()> {
+    let path = dir.join("provenance.toml");
+    let mut text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1);
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    use toml::Value;
+    let strings = |v: Vec<String>| Value::Array(v.into_iter().map(Value::String).collect());
+    let mut entry = toml::Table::new();
+    entry.insert("salaug".into(), env!("CARGO_PKG_VERSION").into());
+    entry.insert("commit".into(), env!("SALAUG_GIT_COMMIT").into());
+    entry.insert("backend".into(), crate::backend::NAME.into());
+    entry.insert("devices".into(), strings(config.train.devices.clone()));
+    entry.insert("threads".into(), Value::Integer(threads as i64));
+    entry.insert("first_epoch".into(), Value::Integer(start as i64));
+    entry.insert("started_unix_s".into(), Value::Integer(started as i64));
+    entry.insert("command".into(), strings(std::env::args().collect()));
+    let mut session = toml::Table::new();
+    session.insert("session".into(), Value::Array(vec![Value::Table(entry)]));
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text.push_str(&toml::to_string(&session).context("provenance as TOML")?);
+    salaug_spec::write_whole(&path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The ranks' agreement before a group trains: the same resolved config (but for the device
+/// names), rank 0's first epoch, and on every rank the checkpoint to resume from.
+fn agree_to_start<B: Backend>(
+    g: &Member,
+    config: &RunConfig,
+    dir: &Path,
+    start: usize,
+    device: &B::Device,
+) -> Result<usize> {
+    let mut shared = config.clone();
+    shared.train.devices.clear();
+    g.agree::<B>("resolved config", shared.to_toml().as_bytes(), device)?;
+    let start = g.from_root::<B>(&[start as f64], "the first epoch", device)?[0] as usize;
+    let ok = start == 1 || checkpoint_exists(dir, start - 1);
+    g.all_ok::<B>(
+        ok,
+        "the checkpoints to resume from",
+        || {
+            format!(
+                "{} holds no checkpoint of epoch {} (rank 0 resumes after it)",
+                dir.display(),
+                start - 1
+            )
+        },
+        device,
+    )?;
+    Ok(start)
 }
 
 /// The epoch loop of [`train`], for any optimiser.
@@ -202,6 +315,7 @@ struct Epochs<'a, B: Backend> {
     dir: &'a Path,
     start: usize,
     devices: &'a [B::Device],
+    group: Option<&'a Arc<Member>>,
 }
 
 impl<B: Backend> WithOptimizer<Autodiff<B>, Trainee<Autodiff<B>>> for Epochs<'_, B> {
@@ -216,6 +330,7 @@ impl<B: Backend> WithOptimizer<Autodiff<B>, Trainee<Autodiff<B>>> for Epochs<'_,
             self.dir,
             self.start,
             self.devices,
+            self.group,
             make,
         )
     }
@@ -227,6 +342,7 @@ fn epochs<B, O>(
     dir: &Path,
     start: usize,
     devices: &[B::Device],
+    group: Option<&Arc<Member>>,
     optimizer: impl Fn() -> O,
 ) -> Result<()>
 where
@@ -235,23 +351,31 @@ where
 {
     let t = &config.train;
     let device = &devices[0];
-    let per_epoch = steps_per_epoch(data.train.len(), t.batch_size, devices.len());
+    let n = data.train.len();
+    let per_epoch = match group {
+        Some(g) => steps_per_epoch(n.div_ceil(g.group.world), t.batch_size, 1),
+        None => steps_per_epoch(n, t.batch_size, devices.len()),
+    };
     if start == 1 {
         preflight::<B>(config, data, device)?;
     }
     for epoch in start..=t.epochs {
         let started = Instant::now();
-        let model = build_model::<Autodiff<B>>(config, data, device)?;
+        let mut model = build_model::<Autodiff<B>>(config, data, device)?;
+        if epoch == 1 {
+            if let Some(path) = &config.model.pretrained {
+                start_from_pretrained(&mut model, config, data, path)?;
+            }
+        }
         let plan = model.plan.clone();
+        if let Some(g) = group {
+            let _ = plan.0.group.set(Arc::clone(g));
+        }
         let scheduler = Scheduler::new(t.lr, t.schedule, per_epoch, t.epochs);
         let lr = scheduler.lr_at(epoch * per_epoch - 1);
-        let shuffle = config
-            .seed
-            .wrapping_mul(1_000_003)
-            .wrapping_add(epoch as u64);
-        let order = match devices.len() {
-            1 => Order::Shuffled(shuffle),
-            n => Order::Dealt(Arc::new(Deal::new(data.train.len(), n, shuffle))),
+        let order = match group {
+            Some(g) => Order::of_rank_epoch(n, g.group.world, g.rank(), config.seed, epoch),
+            None => Order::of_epoch(n, devices.len(), config.seed, epoch),
         };
         let train_loader =
             loader::<Autodiff<B>>(&data.train, t.batch_size, t.workers, order, device);
@@ -278,9 +402,42 @@ where
             );
         }
         let result = training.launch(Learner::new(model, optimizer(), scheduler));
-        let trained = result.model;
+        let mut trained = result.model;
         drop(result.renderer);
-        let (tr, va) = plan.0.tallies.take();
+        let (mut tr, va) = plan.0.tallies.take();
+        if let Some(g) = group {
+            tr = group_tally::<B>(g, &tr, device)?;
+            let mine = Member::fingerprint(&Trainee::<Autodiff<B>>::from_inner(trained.clone()));
+            let root = g.from_root::<B>(&mine, "the weights' fingerprint", device)?;
+            g.all_ok::<B>(
+                root == mine,
+                "the weights",
+                || {
+                    format!(
+                        "its weights after epoch {epoch} differ from rank 0's (sum {:e} and \
+                         {:e}): the ranks have diverged",
+                        mine[0], root[0]
+                    )
+                },
+                device,
+            )?;
+            // Every rank continues from rank 0's model (its BatchNorm running statistics),
+            // and the next epoch starts from this epoch's checkpoint: the others rewrite theirs.
+            trained = g.from_root_model::<B, _>(trained, device)?;
+            if g.rank() != 0 {
+                save_model(
+                    &trained,
+                    &dir.join("checkpoint").join(format!("model-{epoch}")),
+                )?;
+                tracing::info!(
+                    "rank {}: epoch {epoch}/{} trained ({:.1} s); rank 0 writes its metrics",
+                    g.rank(),
+                    t.epochs,
+                    started.elapsed().as_secs_f64()
+                );
+                continue;
+            }
+        }
         if tr.originals == 0 {
             bail!("epoch {epoch} trained on no batches");
         }
@@ -326,13 +483,66 @@ where
         }
         m.append(&salaug_spec::metrics::in_run(dir))?;
         if epoch == t.epochs {
-            let path = dir.join("model");
-            ModelRecorder::new()
-                .record(trained.into_record(), path.clone())
-                .with_context(|| format!("saving {}.mpk", path.display()))?;
+            save_model(&trained, &dir.join("model"))?;
         }
     }
     Ok(())
+}
+
+/// Loads `model.pretrained` into a fresh run's model, and says what it loaded.
+fn start_from_pretrained<B: Backend>(
+    model: &mut Trainee<B>,
+    config: &RunConfig,
+    data: &Data,
+    path: &Path,
+) -> Result<()> {
+    let [c, _, _] = data.train.shape();
+    let model_config = config.model_config(c, data.train.classes());
+    let loaded = crate::weights::load_pretrained(&mut model.model, &model_config, path)?;
+    let sha = config.model.pretrained_sha256.as_deref().unwrap_or("?");
+    tracing::info!(
+        "model.pretrained: {} tensors from {} (sha256 {sha})",
+        loaded.applied,
+        path.display()
+    );
+    if let Some(n) = loaded.head_replaced {
+        tracing::info!(
+            "model.pretrained: the file's head has {n} classes, the data {}: the head is new \
+             (seeded by the run seed)",
+            model_config.num_classes
+        );
+    }
+    Ok(())
+}
+
+/// Saves `model` to `<path>.mpk` whole or not at all: written to `<path>-part.mpk`, then
+/// renamed over the old file (a process killed while writing leaves the old file).
+fn save_model<B: Backend, M: Module<B>>(model: &M, path: &Path) -> Result<()> {
+    let file = path.with_extension("mpk");
+    let part = PathBuf::from(format!("{}-part", path.display()));
+    ModelRecorder::new()
+        .record(model.clone().into_record(), part.clone())
+        .with_context(|| format!("saving {}", file.display()))?;
+    std::fs::rename(part.with_extension("mpk"), &file)
+        .with_context(|| format!("saving {}", file.display()))
+}
+
+/// The training tally of the whole group (every rank's steps), on every rank.
+fn group_tally<B: Backend>(g: &Member, tr: &Tally, device: &B::Device) -> Result<Tally> {
+    let counts = [tr.correct, tr.seen, tr.originals].map(|c| c as f64);
+    let mine = [
+        tr.class, tr.sal, tr.inv, tr.total, counts[0], counts[1], counts[2],
+    ];
+    let s = g.sum::<B>(&mine, "the epoch's training measures", device)?;
+    Ok(Tally {
+        class: s[0],
+        sal: s[1],
+        inv: s[2],
+        total: s[3],
+        correct: s[4].round() as usize,
+        seen: s[5].round() as usize,
+        originals: s[6].round() as usize,
+    })
 }
 
 /// One training step on the first batch, before the Learner starts: a configuration that

@@ -16,7 +16,7 @@
 //!    ([`crate::tally`]); burn's Learner computes no metrics of its own.
 
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use burn::module::AutodiffModule;
 use burn::prelude::*;
@@ -30,6 +30,7 @@ use salaug_models::Model;
 
 use crate::config::{LossConfig, RunConfig, Strategy};
 use crate::data::{Batch, Data};
+use crate::group::Member;
 use crate::tally::{row, Split, Tallies};
 
 /// What the step does, built once per model from the run config and the data (it keeps only
@@ -57,6 +58,9 @@ pub struct PlanInner {
     pub devices: usize,
     /// The steps' measurements of the current epoch.
     pub tallies: Tallies,
+    /// The group of processes this one trains with, if any: each step's gradients are
+    /// replaced by their mean over the group ([`crate::group`]). Set once, before training.
+    pub group: OnceLock<Arc<Member>>,
 }
 
 /// Cheap-to-clone handle on a [`PlanInner`].
@@ -82,6 +86,7 @@ impl Plan {
             std,
             devices: config.train.devices.len(),
             tallies: Tallies::default(),
+            group: OnceLock::new(),
         })))
     }
 }
@@ -318,7 +323,13 @@ impl<B: AutodiffBackend> TrainStep for Trainee<B> {
             1 => l.total,
             devices => l.total.div_scalar(devices as f64),
         };
-        TrainOutput::new(model, objective.backward(), ())
+        let mut out = TrainOutput::new(model, objective.backward(), ());
+        if let Some(group) = p.group.get() {
+            out.grads = group
+                .mean_gradients(model, out.grads)
+                .unwrap_or_else(|e| crate::group::fail(&e));
+        }
+        out
     }
 }
 

@@ -7,25 +7,18 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use burn::backend::Autodiff;
-use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
-use burn::prelude::*;
 use salaug_train::backend::{parse_devices, Selected};
-use salaug_train::data::{load_data, Deal, ImageBatcher};
+use salaug_train::data::{load_data, ImageBatcher, Order};
 use salaug_train::run::{load_run, train, RunDir};
 use salaug_train::trainee::{build_model, Trainee};
 use salaug_train::RunConfig;
 
-type AB = Autodiff<Selected>;
+mod common;
+use common::{floats, grad_of, require_data};
 
-fn require_data() {
-    assert!(
-        Path::new(salaug_spec::data::DEBIAN_FASHION_MNIST)
-            .join("t10k-images-idx3-ubyte.gz")
-            .exists(),
-        "these tests need real Fashion-MNIST: apt-get install dataset-fashion-mnist"
-    );
-}
+type AB = Autodiff<Selected>;
 
 /// 8 training images, two devices with one batch of 4 each: one optimiser step.
 fn two_device_config() -> RunConfig {
@@ -60,40 +53,10 @@ held_out_images = 0
     RunConfig::parse(text, &[]).unwrap()
 }
 
-/// Every float of a module (parameters and running statistics) in visiting order, with its id.
-fn floats<B: Backend, M: Module<B>>(m: &M) -> Vec<(burn::module::ParamId, Vec<f32>)> {
-    struct All(Vec<(burn::module::ParamId, Vec<f32>)>);
-    impl<B: Backend> ModuleVisitor<B> for All {
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
-            let v = p
-                .val()
-                .into_data()
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .unwrap();
-            self.0.push((p.id, v));
-        }
-    }
-    let mut all = All(Vec::new());
-    m.visit(&mut all);
-    all.0
-}
-
 /// The gradient of `model`'s step loss on `batch`, by parameter.
 fn gradient(model: &Trainee<AB>, batch: &salaug_train::data::Batch<AB>) -> GradientsParams {
     let l = model.losses(batch).unwrap();
     GradientsParams::from_grads(l.total.backward(), model)
-}
-
-/// The gradient of parameter `id` (of any rank the small CNN has), if it is a parameter.
-fn grad_of(g: &GradientsParams, id: burn::module::ParamId) -> Option<Vec<f32>> {
-    fn flat<const D: usize>(t: Tensor<Selected, D>) -> Vec<f32> {
-        t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
-    }
-    (g.get::<Selected, 1>(id).map(flat))
-        .or_else(|| g.get::<Selected, 2>(id).map(flat))
-        .or_else(|| g.get::<Selected, 3>(id).map(flat))
-        .or_else(|| g.get::<Selected, 4>(id).map(flat))
 }
 
 #[test]
@@ -103,14 +66,16 @@ fn two_devices_train_the_mean_of_their_gradients_and_shard_0_keeps_the_running_s
     let tmp = tempfile::tempdir().unwrap();
     let run = RunDir::lock(&tmp.path().join("run")).unwrap();
     let devices = parse_devices(&config.train.devices).unwrap();
-    train::<Selected>(config.clone(), &run, false, &devices).unwrap();
+    train::<Selected>(config.clone(), &run, false, &devices, None).unwrap();
     let (_, _, trained) = load_run::<Selected>(run.path(), &devices[0]).unwrap();
 
     // The same step by hand: the initial model, the epoch's deal, each shard's gradient.
     let data = load_data(&config.data).unwrap();
     let device = &devices[0];
     let model = build_model::<AB>(&config, &data, device).unwrap();
-    let deal = std::sync::Arc::new(Deal::new(8, 2, 3u64.wrapping_mul(1_000_003) + 1));
+    let Order::Dealt(deal) = Order::of_epoch(8, 2, config.seed, 1) else {
+        panic!("two devices deal their epoch");
+    };
     let batcher = ImageBatcher::dealt(data.train.clone(), deal.clone());
     let batch = |s: usize| batcher.make::<AB>(deal.shard(s).to_vec(), device);
     let (b0, b1) = (batch(0), batch(1));

@@ -5,3 +5,4 @@ pub mod check_backends;
 pub mod gradcheck_full;
 pub mod profile;
 pub mod reproduce;
+pub mod torchvision_parity;

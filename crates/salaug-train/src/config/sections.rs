@@ -131,6 +131,15 @@ pub struct ModelSection {
     pub stem: Stem,
     /// Width multiplier.
     pub width: f64,
+    /// torchvision weights to start from: a `state_dict` saved as `.pth` or `.safetensors`
+    /// (ResNet-18/50, DenseNet-121/169, VGG-16/19-BN; `stem = "imagenet"`, width 1, 3 input
+    /// channels; docs/training.md). Read
+    /// once, when a fresh run starts; the head is new when the class count differs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<PathBuf>,
+    /// The SHA-256 of `pretrained`, recorded in the resolved config when the run starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pretrained_sha256: Option<String>,
 }
 
 impl Default for ModelSection {
@@ -139,6 +148,8 @@ impl Default for ModelSection {
             arch: Arch::SmallCnn,
             stem: Stem::Small,
             width: 1.0,
+            pretrained: None,
+            pretrained_sha256: None,
         }
     }
 }

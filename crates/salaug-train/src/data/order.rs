@@ -45,6 +45,29 @@ impl Deal {
         }
     }
 
+    /// Rank `rank`'s images of a group of `world` processes: the permutation of `0..len` drawn
+    /// from `seed` (the same on every rank), of which rank `r` takes positions
+    /// `[r·⌈len/world⌉, (r+1)·⌈len/world⌉)`, read cyclically, as PyTorch's
+    /// `DistributedSampler` pads: every rank has as many images (and so as many steps, which
+    /// the group's all-reduces need), and when `world` does not divide `len` the first images
+    /// of the permutation are trained twice in the epoch. With `world` dividing `len`, rank
+    /// `r`'s images are shard `r` of [`Deal::new`]`(len, world, seed)`.
+    pub fn for_rank(len: usize, world: usize, rank: usize, seed: u64) -> Deal {
+        let all = Deal::new(len, 1, seed).order;
+        let each = len.div_ceil(world.max(1));
+        let order: Vec<usize> = match len {
+            0 => Vec::new(),
+            _ => (rank * each..(rank + 1) * each)
+                .map(|p| all[p % len])
+                .collect(),
+        };
+        Deal {
+            shard_of: vec![0; len],
+            order,
+            shards: 1,
+        }
+    }
+
     /// The images in loader order (shard 0's first).
     pub fn order(&self) -> &[usize] {
         &self.order
@@ -90,6 +113,31 @@ pub enum Order {
     Shuffled(u64),
     /// Dealt to several devices ([`Deal`]); each batch records its shard.
     Dealt(Arc<Deal>),
+}
+
+impl Order {
+    /// The training order of epoch `epoch` of a run seeded by `seed`, on `devices` devices: a
+    /// shuffle (one device) or a deal (several) of `len` images, drawn from the run seed and
+    /// the epoch, so a resumed run sees the epochs an unbroken one would.
+    pub fn of_epoch(len: usize, devices: usize, seed: u64, epoch: usize) -> Order {
+        let draw = Order::draw(seed, epoch);
+        match devices {
+            0 | 1 => Order::Shuffled(draw),
+            n => Order::Dealt(Arc::new(Deal::new(len, n, draw))),
+        }
+    }
+
+    /// The training order of epoch `epoch` on rank `rank` of a group of `world` processes
+    /// ([`Deal::for_rank`], from the same draw as [`Order::of_epoch`]).
+    pub fn of_rank_epoch(len: usize, world: usize, rank: usize, seed: u64, epoch: usize) -> Order {
+        let draw = Order::draw(seed, epoch);
+        Order::Dealt(Arc::new(Deal::for_rank(len, world, rank, draw)))
+    }
+
+    /// The seed of one epoch's order.
+    fn draw(seed: u64, epoch: usize) -> u64 {
+        seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64)
+    }
 }
 
 /// A dataset of indices into a shared image set, for burn's data loader: `0..len`, or the
@@ -154,6 +202,31 @@ mod tests {
         assert_ne!(Deal::new(100, 2, 1).order(), Deal::new(100, 2, 2).order());
         // Not in file order (each epoch a fresh shard).
         assert_ne!(Deal::new(100, 2, 1).shard(0), (0..50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn ranks_get_equal_disjoint_shards_padded_cyclically() {
+        // Divisible: rank r's images are the devices' shard r.
+        for r in 0..2 {
+            assert_eq!(
+                Deal::for_rank(100, 2, r, 5).order(),
+                Deal::new(100, 2, 5).shard(r)
+            );
+        }
+        // Not divisible: 3 ranks of 10 images get 4 each; together every image, the first
+        // two of the permutation twice.
+        let whole = Deal::new(10, 1, 9);
+        let ranks: Vec<Vec<usize>> = (0..3)
+            .map(|r| Deal::for_rank(10, 3, r, 9).order().to_vec())
+            .collect();
+        assert!(ranks.iter().all(|r| r.len() == 4));
+        let mut all: Vec<usize> = ranks.concat();
+        assert_eq!(&all[10..], &whole.order()[..2]);
+        all.sort();
+        all.dedup();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        // Every batch is shard 0 of its own process.
+        assert!((0..10).all(|i| Deal::for_rank(10, 3, 1, 9).shard_of(i) == 0));
     }
 
     #[test]

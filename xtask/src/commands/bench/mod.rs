@@ -5,6 +5,7 @@
 
 mod common;
 mod example;
+mod group;
 mod methods;
 mod peer;
 
@@ -20,6 +21,9 @@ pub enum Bench {
     /// That step with each saliency method against the gradient (writes
     /// `results/bench-methods.md` and `.json`).
     Methods(common::StepArgs),
+    /// Training throughput of one process against `salaug launch --local N` with the same
+    /// threads, and the group's all-reduce traffic (writes `results/bench-group.md`, `.json`).
+    Group(group::GroupArgs),
     /// The convolution kernels per ResNet-18 layer (ms, GFLOP/s).
     Conv(example::ExampleArgs),
     /// The twice-differentiable layers vs burn's ops.
@@ -38,6 +42,7 @@ pub fn handle(bench: Bench) -> Result<()> {
     match bench {
         Bench::Peer(args) => peer::handle(args),
         Bench::Methods(args) => methods::handle(args),
+        Bench::Group(args) => group::handle(args),
         Bench::Conv(args) => example::handle("salaug-train", "bench_conv", args),
         Bench::Layers(args) => example::handle("salaug-train", "bench_layers", args),
         Bench::Step(args) => example::handle("salaug-core", "train_step", args),
