@@ -106,3 +106,42 @@ pub fn run(bin: &Path, args: &[String]) -> Result<String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Runs `bin args…` as [`run`] does, but with its stderr (progress bars and log lines; the
+/// run's `train.log` keeps them) held back: for runs that go on side by side. A failure's error
+/// ends with the last lines of that stderr.
+pub fn run_quiet(bin: &Path, args: &[String]) -> Result<String> {
+    let out = Command::new(bin)
+        .args(args)
+        .current_dir(workspace_root())
+        .output()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().collect();
+        let tail = lines[lines.len().saturating_sub(12)..].join("\n");
+        bail!("salaug {} failed ({}):\n{tail}", args.join(" "), out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quiet_run_keeps_its_stderr_and_shows_its_end_when_it_fails() {
+        let sh = Path::new("/bin/sh");
+        let args = |script: &str| vec!["-c".to_string(), script.to_string()];
+        let out = run_quiet(sh, &args("echo progress >&2; echo result")).unwrap();
+        assert_eq!(out, "result\n");
+        let script = "for i in $(seq 1 30); do echo line$i >&2; done; exit 3";
+        let e = format!("{:#}", run_quiet(sh, &args(script)).unwrap_err());
+        assert!(e.contains("exit status: 3"), "{e}");
+        assert!(
+            e.contains("line30") && e.contains("line19"),
+            "the last lines: {e}"
+        );
+        assert!(!e.contains("line18"), "only the last 12: {e}");
+    }
+}

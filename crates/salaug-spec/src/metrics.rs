@@ -12,6 +12,30 @@ pub fn in_run(dir: &Path) -> PathBuf {
     dir.join("metrics.csv")
 }
 
+/// The result file of a run directory: one row in `metrics.csv`'s columns, the measures of the
+/// model the run kept (`train.keep`) on the test set, its `epoch` the kept epoch.
+pub fn result_in_run(dir: &Path) -> PathBuf {
+    dir.join("result.csv")
+}
+
+/// A run's result: the row of `result.csv`, or for a run written before that file existed, the
+/// last row of `metrics.csv`; `None` when the run has finished no epoch.
+pub fn result(dir: &Path) -> Result<Option<EpochMetrics>, MetricsError> {
+    let path = result_in_run(dir);
+    if path.exists() {
+        let row = EpochMetrics::read(&path)?.pop();
+        if row.is_none() {
+            return Err(MetricsError::Row {
+                path,
+                line: 2,
+                text: "(no row)".into(),
+            });
+        }
+        return Ok(row);
+    }
+    Ok(EpochMetrics::read(&in_run(dir))?.pop())
+}
+
 /// One row of `metrics.csv`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EpochMetrics {
@@ -200,6 +224,15 @@ impl EpochMetrics {
         Ok(rows)
     }
 
+    /// Writes `path` (whole, [`crate::write_whole`]) as the header and this one row.
+    pub fn write_alone(&self, path: &Path) -> Result<(), MetricsError> {
+        let text = format!("{}\n{}\n", EpochMetrics::header(), self.csv_row());
+        crate::write_whole(path, text.as_bytes()).map_err(|source| MetricsError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
     /// Appends this row to `path`, writing the header first when the file is new. The file is
     /// replaced whole ([`crate::write_whole`]): a process killed meanwhile leaves the rows
     /// before, never half a row.
@@ -274,6 +307,12 @@ mod tests {
         assert_eq!(back.len(), 2);
         assert_eq!(back[1].epoch, 2);
         assert_eq!(back[0].csv_row(), row(1).csv_row());
+        // The run's result: the last row while there is no result.csv, then its row.
+        assert_eq!(result(&dir).unwrap().unwrap().epoch, 2);
+        row(1).write_alone(&result_in_run(&dir)).unwrap();
+        assert_eq!(result(&dir).unwrap().unwrap().csv_row(), row(1).csv_row());
+        std::fs::write(result_in_run(&dir), EpochMetrics::header()).unwrap();
+        assert!(result(&dir).is_err(), "a result file without its row");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

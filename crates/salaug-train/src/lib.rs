@@ -57,6 +57,7 @@ pub mod render;
 pub mod run;
 pub mod saliency_png;
 pub mod schedule;
+pub mod select;
 pub mod tally;
 pub mod timing;
 pub mod trainee;

@@ -276,13 +276,16 @@ fn run(cli: Cli) -> Result<()> {
                 config.train.devices.join(",")
             );
             let metrics = train::<Selected>(config, &run_dir, resume, &devices, member.as_ref())?;
-            if let Some(last) = metrics.last() {
+            if let (Some(last), Some(kept)) = (metrics.last(), salaug_spec::metrics::result(&dir)?)
+            {
                 println!(
-                    "{}: {} epochs, test accuracy {:.2}%, saliency consistency {:.5}",
+                    "{}: {} epochs, kept epoch {}: test accuracy {:.2}%, saliency consistency \
+                     {:.5}",
                     dir.display(),
                     last.epoch,
-                    100.0 * last.test_acc,
-                    last.consistency
+                    kept.epoch,
+                    100.0 * kept.test_acc,
+                    kept.consistency
                 );
             }
         }

@@ -22,12 +22,13 @@ use rand::{rngs::StdRng, SeedableRng};
 use salaug_augment::{Augmentation, Compare, HorizontalFlip, Rescale, Rotation, VerticalFlip};
 use salaug_core::metrics::{deletion_insertion, salient_order, spearman, top_fraction_iou};
 use salaug_core::{
-    BatchNormMode, ChannelReduction, Explain, SaliencyKind, SaliencyLossConfig, SaliencyMethod,
+    BatchNormMode, ChannelReduction, Classifier, Explain, SaliencyKind, SaliencyLossConfig,
+    SaliencyMethod,
 };
 pub use salaug_spec::{EpochMetrics, HeldOut};
 
 use crate::data::{Batch, ImageBatcher, Images};
-use crate::trainee::{accuracy, correct, per_channel, Trainee};
+use crate::trainee::{accuracy, correct, per_channel, soft_cross_entropy, Trainee};
 
 /// Reads `metrics.csv` of a run directory (empty if absent).
 pub fn read_metrics(dir: &Path) -> Result<Vec<EpochMetrics>> {
@@ -116,14 +117,31 @@ pub fn evaluate<B: Backend>(
     batch: usize,
     device: &B::Device,
 ) -> Result<f64> {
+    Ok(loss_and_accuracy(model, set, batch, device)?.1)
+}
+
+/// Mean cross-entropy and accuracy of `model` on `set` (as [`evaluate`]; the evaluation
+/// step's measures, `test_loss` and `test_acc`).
+pub fn loss_and_accuracy<B: Backend>(
+    model: &Trainee<B>,
+    set: &Arc<Images>,
+    batch: usize,
+    device: &B::Device,
+) -> Result<(f64, f64)> {
     let batcher = ImageBatcher::new(set.clone());
-    let mut correct = 0;
+    let (mut right, mut loss) = (0, 0.0);
     for start in (0..set.len()).step_by(batch) {
         let idx: Vec<usize> = (start..(start + batch).min(set.len())).collect();
         let b: Batch<B> = batcher.try_make(idx, device)?;
-        correct += accuracy(model, b.images, b.targets);
+        let n = b.labels.len();
+        let logits = model.logits(b.images);
+        let k = logits.dims()[1];
+        let ce = soft_cross_entropy(logits.clone(), b.targets.clone().one_hot(k).float());
+        loss += ce.into_scalar().elem::<f64>() * n as f64;
+        right += correct(logits, b.targets).into_scalar().elem::<f64>() as usize;
     }
-    Ok(correct as f64 / set.len().max(1) as f64)
+    let n = set.len().max(1) as f64;
+    Ok((loss / n, right as f64 / n))
 }
 
 /// Held-out images per chunk of the held-out metrics.

@@ -7,7 +7,9 @@
 //! <run>/metrics.csv     one row per finished epoch
 //! <run>/train.log       the log (also on stderr)
 //! <run>/checkpoint/     model, optimiser and scheduler after each of the last two epochs
-//! <run>/model.mpk       the final model
+//! <run>/best.mpk        with train.keep = "best:<measure>": the best epoch's model so far
+//! <run>/model.mpk       the final model: the kept one (train.keep)
+//! <run>/result.csv      the kept model's measures on the test set (metrics.csv's columns)
 //! <run>/provenance.toml one entry per session (fresh start or resume): version, commit,
 //!                       backend, devices, threads, command line
 //! <run>/.lock           held (an OS file lock) by the process training into the run
@@ -22,6 +24,11 @@
 //! checkpoint. A fresh run and a resumed one therefore take exactly the same path: `--resume`
 //! continues after the last epoch in `metrics.csv` whose checkpoint exists, with the same
 //! shuffles (seeded by run seed and epoch) and augmentations (seeded by run seed and batch).
+//!
+//! Each epoch is measured on the held-out set ([`Data::held_out`]): the validation split when
+//! `data.validation` is set (the test set is then measured once, on the kept model), else the
+//! test set. `train.keep` and `train.early_stop` choose from `metrics.csv`'s rows
+//! ([`crate::select`]), so a resumed run keeps and stops as an uninterrupted one would.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,17 +42,19 @@ use burn::optim::Optimizer;
 use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::train::checkpoint::KeepLastNCheckpoints;
-use burn::train::{ExecutionStrategy, Learner, MultiDeviceOptim, SupervisedTraining};
+use burn::train::{ExecutionStrategy, Interrupter, Learner, MultiDeviceOptim, SupervisedTraining};
 use salaug_spec::EpochMetrics;
 
+use crate::config::Keep;
 use crate::config::RunConfig;
 use crate::data::{load_data, loader, steps_per_epoch, Batch, Data, ImageBatcher, Order};
 use crate::group::Member;
-use crate::metrics::{consistency, held_out, read_metrics, HeldOut};
+use crate::metrics::{consistency, held_out, loss_and_accuracy, read_metrics, HeldOut};
 use crate::optim::{with_optimizer, WithOptimizer};
-use crate::render::Progress;
+use crate::render::{Progress, Watch};
 use crate::schedule::Scheduler;
-use crate::tally::Tally;
+use crate::select;
+use crate::tally::{Split, Tally};
 use crate::trainee::{build_model, Trainee};
 
 /// The recorder of checkpoints and final models (full precision, named MessagePack).
@@ -200,12 +209,25 @@ pub fn train<B: Backend>(
         Some(last) => last.epoch + 1,
         None => 1,
     };
-    let start = match group {
-        None => start,
-        Some(g) => agree_to_start::<B>(g, &config, dir, start, &devices[0])?,
+    // The last epoch: train.epochs, or where early stopping ended the run before.
+    let end = config
+        .train
+        .early_stop
+        .as_ref()
+        .and_then(|rule| select::stops(&done, rule))
+        .unwrap_or(config.train.epochs);
+    let (start, end) = match group {
+        None => (start, end),
+        Some(g) => agree_to_start::<B>(g, &config, dir, start, end, &devices[0])?,
     };
     let user_norm = config.data.mean.is_some() || config.data.std.is_some();
     let mut data = load_data(&config.data)?;
+    if let (Keep::Best(m), None) = (&config.train.keep, &data.validation) {
+        tracing::warn!(
+            "train.keep = \"best:{m}\" without data.validation chooses the epoch by the test \
+             set, and the test accuracy of that choice is biased upwards; set data.validation"
+        );
+    }
     if config.model.pretrained.is_some() {
         let [c, _, _] = data.train.shape();
         crate::weights::key_map(&config.model_config(c, data.train.classes()))?;
@@ -222,12 +244,13 @@ pub fn train<B: Backend>(
         .with_context(|| format!("writing {}", dir.join("config.toml").display()))?;
     record_provenance(dir, &config, start)?;
     with_optimizer(
-        &config.train.optimizer,
+        &config.train,
         Epochs::<B> {
             config: &config,
             data: &data,
             dir,
             start,
+            end,
             devices,
             group,
         },
@@ -286,12 +309,18 @@ fn agree_to_start<B: Backend>(
     config: &RunConfig,
     dir: &Path,
     start: usize,
+    end: usize,
     device: &B::Device,
-) -> Result<usize> {
+) -> Result<(usize, usize)> {
     let mut shared = config.clone();
     shared.train.devices.clear();
     g.agree::<B>("resolved config", shared.to_toml().as_bytes(), device)?;
-    let start = g.from_root::<B>(&[start as f64], "the first epoch", device)?[0] as usize;
+    let span = g.from_root::<B>(
+        &[start as f64, end as f64],
+        "the first and last epochs",
+        device,
+    )?;
+    let (start, end) = (span[0] as usize, span[1] as usize);
     let ok = start == 1 || checkpoint_exists(dir, start - 1);
     g.all_ok::<B>(
         ok,
@@ -305,7 +334,7 @@ fn agree_to_start<B: Backend>(
         },
         device,
     )?;
-    Ok(start)
+    Ok((start, end))
 }
 
 /// The epoch loop of [`train`], for any optimiser.
@@ -314,6 +343,7 @@ struct Epochs<'a, B: Backend> {
     data: &'a Data,
     dir: &'a Path,
     start: usize,
+    end: usize,
     devices: &'a [B::Device],
     group: Option<&'a Arc<Member>>,
 }
@@ -328,7 +358,7 @@ impl<B: Backend> WithOptimizer<Autodiff<B>, Trainee<Autodiff<B>>> for Epochs<'_,
             self.config,
             self.data,
             self.dir,
-            self.start,
+            (self.start, self.end),
             self.devices,
             self.group,
             make,
@@ -336,11 +366,12 @@ impl<B: Backend> WithOptimizer<Autodiff<B>, Trainee<Autodiff<B>>> for Epochs<'_,
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn epochs<B, O>(
     config: &RunConfig,
     data: &Data,
     dir: &Path,
-    start: usize,
+    (start, end): (usize, usize),
     devices: &[B::Device],
     group: Option<&Arc<Member>>,
     optimizer: impl Fn() -> O,
@@ -359,7 +390,12 @@ where
     if start == 1 {
         preflight::<B>(config, data, device)?;
     }
-    for epoch in start..=t.epochs {
+    let (held, held_name) = data.held_out();
+    let warmup = (t.warmup_epochs * per_epoch as f64).round() as usize;
+    let schedule = Scheduler::new(t.lr, t.schedule, per_epoch, t.epochs)
+        .with_warmup(warmup, t.warmup_start)?;
+    let mut finished = Vec::new();
+    for epoch in start..=end {
         let started = Instant::now();
         let mut model = build_model::<Autodiff<B>>(config, data, device)?;
         if epoch == 1 {
@@ -371,7 +407,7 @@ where
         if let Some(g) = group {
             let _ = plan.0.group.set(Arc::clone(g));
         }
-        let scheduler = Scheduler::new(t.lr, t.schedule, per_epoch, t.epochs);
+        let scheduler = schedule.clone();
         let lr = scheduler.lr_at(epoch * per_epoch - 1);
         let order = match group {
             Some(g) => Order::of_rank_epoch(n, g.group.world, g.rank(), config.seed, epoch),
@@ -379,18 +415,30 @@ where
         };
         let train_loader =
             loader::<Autodiff<B>>(&data.train, t.batch_size, t.workers, order, device);
-        let test_loader = loader::<B>(
-            &data.test,
+        let held_loader = loader::<B>(
+            held,
             t.batch_size.max(64),
             t.workers,
             Order::InOrder,
             device,
         );
-        let mut training = SupervisedTraining::new(dir, train_loader, test_loader)
+        let interrupter = Interrupter::new();
+        let watch = Watch {
+            plan: plan.clone(),
+            interrupter: interrupter.clone(),
+            scheduler: schedule.clone(),
+            per_epoch,
+            epochs: end,
+            log_every: t.log_every,
+            held_out: held_name,
+            finished: finished.clone(),
+        };
+        let mut training = SupervisedTraining::new(dir, train_loader, held_loader)
             .num_epochs(epoch)
             .with_file_checkpointer(ModelRecorder::new())
             .with_checkpointing_strategy(KeepLastNCheckpoints::new(2))
-            .renderer(Progress::new(epoch, t.epochs))
+            .renderer(Progress::new(epoch, watch))
+            .with_interrupter(interrupter)
             .with_application_logger(None);
         if epoch > 1 {
             training = training.checkpoint(epoch - 1);
@@ -404,6 +452,19 @@ where
         let result = training.launch(Learner::new(model, optimizer(), scheduler));
         let mut trained = result.model;
         drop(result.renderer);
+        if let (_, Some(bad)) = plan.0.tallies.running(Split::Train) {
+            let shard = match devices.len() {
+                1 => String::new(),
+                _ => format!(" (device {})", bad.shard),
+            };
+            bail!(
+                "epoch {epoch} step {}/{per_epoch}{shard}: {} is not finite; the run stops \
+                 there (nothing of epoch {epoch} is kept). Lower train.lr or the loss weights, \
+                 or set train.warmup_epochs or train.grad_clip",
+                bad.step + 1,
+                bad.term
+            );
+        }
         let (mut tr, va) = plan.0.tallies.take();
         if let Some(g) = group {
             tr = group_tally::<B>(g, &tr, device)?;
@@ -435,6 +496,9 @@ where
                     t.epochs,
                     started.elapsed().as_secs_f64()
                 );
+                if g.from_root::<B>(&[0.0], "whether the run ends", device)?[0] != 0.0 {
+                    break;
+                }
                 continue;
             }
         }
@@ -444,7 +508,7 @@ where
         let consistency = consistency(
             &trained,
             &config.loss.method,
-            &data.test,
+            held,
             config.metrics.consistency_images,
             device,
         )?;
@@ -452,7 +516,7 @@ where
         let measured = match config.metrics.held_out_images {
             Some(0) => HeldOut::default(),
             _ if epoch % every != 0 && epoch != t.epochs => HeldOut::default(),
-            count => held_out(&trained, &data.test, &config.augment, count, device)?,
+            count => held_out(&trained, held, &config.augment, count, device)?,
         };
         let m = EpochMetrics {
             epoch,
@@ -469,7 +533,7 @@ where
             held_out: measured,
         };
         tracing::info!(
-            "epoch {epoch}/{}: {}, lr {:.3e}, {:.1} s",
+            "epoch {epoch}/{} ({held_name}): {}, lr {:.3e}, {:.1} s",
             t.epochs,
             salaug_spec::measures::summary(&m),
             m.lr,
@@ -482,10 +546,111 @@ where
             );
         }
         m.append(&salaug_spec::metrics::in_run(dir))?;
-        if epoch == t.epochs {
-            save_model(&trained, &dir.join("model"))?;
+        finished.push(m.seconds);
+        let rows = read_metrics(dir)?;
+        if let Keep::Best(key) = &t.keep {
+            if select::best(&rows, key).map(|c| c.epoch) == Some(epoch) {
+                save_model(&trained, &dir.join("best"))?;
+            }
+        }
+        let stopped = t.early_stop.as_ref().and_then(|r| select::stops(&rows, r)) == Some(epoch);
+        if stopped && epoch < t.epochs {
+            let rule = t.early_stop.as_ref().expect("stopped by it");
+            tracing::info!(
+                "train.early_stop: {} has not improved for {} measured epoch(s); the run ends \
+                 after epoch {epoch} of {}",
+                rule.measure,
+                rule.patience,
+                t.epochs
+            );
+        }
+        let last = stopped || epoch == end;
+        if let Some(g) = group {
+            g.from_root::<B>(&[last as u8 as f64], "whether the run ends", device)?;
+        }
+        if last {
+            finish::<B>(config, data, dir, &rows, Some((epoch, trained)), device)?;
+            break;
         }
     }
+    let rank0 = group.is_none_or(|g| g.rank() == 0);
+    if rank0 && !salaug_spec::metrics::result_in_run(dir).exists() {
+        // A run killed after its last epoch's row and before its result: finish it now.
+        let rows = read_metrics(dir)?;
+        if rows.last().map(|r| r.epoch) == Some(end) {
+            finish::<B>(config, data, dir, &rows, None, device)?;
+        }
+    }
+    Ok(())
+}
+
+/// Ends a run whose last epoch is the last row of `rows`: saves the kept model
+/// (`train.keep`) as `model.mpk` and writes `result.csv`, the kept epoch's row with, when the
+/// epochs were measured on a validation split, the kept model's measures on the test set.
+/// `last` is the last epoch's model when it is in memory (else it is read from its
+/// checkpoint).
+fn finish<B: Backend>(
+    config: &RunConfig,
+    data: &Data,
+    dir: &Path,
+    rows: &[EpochMetrics],
+    last: Option<(usize, Trainee<B>)>,
+    device: &B::Device,
+) -> Result<()> {
+    let chosen = select::kept(rows, &config.train.keep).context("the run has no epoch")?;
+    let row = rows
+        .iter()
+        .find(|r| r.epoch == chosen.epoch)
+        .expect("chosen among the rows")
+        .clone();
+    let kept = match last {
+        Some((epoch, model)) if epoch == chosen.epoch => model,
+        _ => {
+            let file = match config.train.keep {
+                Keep::Last => dir
+                    .join("checkpoint")
+                    .join(format!("model-{}", chosen.epoch)),
+                Keep::Best(_) => dir.join("best"),
+            };
+            let record = ModelRecorder::new()
+                .load(file.clone(), device)
+                .with_context(|| format!("loading the kept model {}.mpk", file.display()))?;
+            build_model::<B>(config, data, device)?.load_record(record)
+        }
+    };
+    save_model(&kept, &dir.join("model"))?;
+    let mut result = row;
+    if data.validation.is_some() {
+        let (loss, acc) =
+            loss_and_accuracy(&kept, &data.test, config.train.batch_size.max(64), device)?;
+        result.test_loss = loss;
+        result.test_acc = acc;
+        result.consistency = consistency(
+            &kept,
+            &config.loss.method,
+            &data.test,
+            config.metrics.consistency_images,
+            device,
+        )?;
+        result.held_out = match config.metrics.held_out_images {
+            Some(0) => HeldOut::default(),
+            count => held_out(&kept, &data.test, &config.augment, count, device)?,
+        };
+    }
+    result.write_alone(&salaug_spec::metrics::result_in_run(dir))?;
+    let how = match &config.train.keep {
+        Keep::Last => "the last epoch".to_string(),
+        Keep::Best(m) => format!(
+            "best {m} {:.4} on the {} set",
+            chosen.value,
+            data.held_out().1
+        ),
+    };
+    tracing::info!(
+        "kept epoch {} ({how}); on the test set: {}",
+        chosen.epoch,
+        salaug_spec::measures::summary(&result)
+    );
     Ok(())
 }
 

@@ -82,9 +82,46 @@ pub fn row<B: Backend>(
     )
 }
 
+/// A row on its device, or read.
+#[derive(Debug)]
+enum Value {
+    Pending(Box<dyn PendingRow>),
+    Read(Vec<f64>),
+}
+
+impl Value {
+    fn read(&mut self) -> &[f64] {
+        if let Value::Pending(_) = self {
+            let Value::Pending(row) = std::mem::replace(self, Value::Read(Vec::new())) else {
+                unreachable!()
+            };
+            *self = Value::Read(row.read());
+        }
+        match self {
+            Value::Read(v) => v,
+            Value::Pending(_) => unreachable!(),
+        }
+    }
+}
+
 /// A recorded row: its place (the step's number within its shard, the shard), the row, the
 /// step's originals and images classified.
-type Entry = ((usize, usize), Box<dyn PendingRow>, usize, usize);
+type Entry = ((usize, usize), Value, usize, usize);
+
+/// The names of a row's loss entries, in row order.
+pub const TERMS: [&str; 4] = ["L_class", "L_sal", "L_inv", "L"];
+
+/// The first loss term that is not finite in a step's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NonFinite {
+    /// The step's number in the epoch (0-based; with several devices, each device's step of
+    /// that number).
+    pub step: usize,
+    /// The shard (device) whose row it is.
+    pub shard: usize,
+    /// The term ([`TERMS`]).
+    pub term: &'static str,
+}
 
 /// The rows of one split, and the steps recorded per shard so far.
 #[derive(Debug, Default)]
@@ -100,7 +137,30 @@ impl Rows {
         }
         let step = self.steps[shard];
         self.steps[shard] += 1;
-        self.entries.push(((step, shard), row, originals, seen));
+        self.entries
+            .push(((step, shard), Value::Pending(row), originals, seen));
+    }
+
+    /// Reads the rows recorded so far (each once; they stay for [`Rows::take`]) and sums
+    /// them in step order, with the first step whose loss terms are not all finite.
+    fn running(&mut self) -> (Tally, Option<NonFinite>) {
+        self.entries.sort_by_key(|e| e.0);
+        let mut tally = Tally::default();
+        let mut bad = None;
+        for ((step, shard), value, originals, seen) in &mut self.entries {
+            let row = value.read();
+            if bad.is_none() {
+                if let Some(t) = (0..TERMS.len()).find(|&t| !row[t].is_finite()) {
+                    bad = Some(NonFinite {
+                        step: *step,
+                        shard: *shard,
+                        term: TERMS[t],
+                    });
+                }
+            }
+            add(&mut tally, row, *originals, *seen);
+        }
+        (tally, bad)
     }
 
     /// The sums of the rows so far in f64, in step order (with several shards: step by step,
@@ -111,20 +171,23 @@ impl Rows {
         self.steps.clear();
         entries.sort_by_key(|e| e.0);
         let mut tally = Tally::default();
-        for (_, row, originals, seen) in entries {
-            let row = row.read();
-            debug_assert_eq!(row.len(), ROW);
-            let n = originals as f64;
-            tally.class += row[0] * n;
-            tally.sal += row[1] * n;
-            tally.inv += row[2] * n;
-            tally.total += row[3] * n;
-            tally.correct += row[4] as usize;
-            tally.seen += seen;
-            tally.originals += originals;
+        for (_, mut value, originals, seen) in entries {
+            add(&mut tally, value.read(), originals, seen);
         }
         tally
     }
+}
+
+fn add(tally: &mut Tally, row: &[f64], originals: usize, seen: usize) {
+    debug_assert_eq!(row.len(), ROW);
+    let n = originals as f64;
+    tally.class += row[0] * n;
+    tally.sal += row[1] * n;
+    tally.inv += row[2] * n;
+    tally.total += row[3] * n;
+    tally.correct += row[4] as usize;
+    tally.seen += seen;
+    tally.originals += originals;
 }
 
 /// Which step a row comes from.
@@ -165,6 +228,13 @@ impl Tallies {
         seen: usize,
     ) {
         (self.rows(split)).push(shard, Box::new(row), originals, seen);
+    }
+
+    /// The sums of one split's rows so far (reading them from their devices, which waits for
+    /// the steps), and the first step with a loss term that is not finite. The rows stay
+    /// for [`Tallies::take`], whose sums are the same.
+    pub fn running(&self, split: Split) -> (Tally, Option<NonFinite>) {
+        self.rows(split).running()
     }
 
     /// Takes (and resets) the training and evaluation sums.
@@ -212,6 +282,41 @@ mod tests {
         assert_eq!(train.accuracy(), 0.7);
         // Taking empties both lists.
         assert_eq!(tallies.take(), (Tally::default(), Tally::default()));
+        // Running sums read the rows so far and leave them for take(), and name the first
+        // step with a loss that is not finite.
+        tallies.push(
+            Split::Train,
+            0,
+            row(t(1.0), None, None, t(1.0), t(1.0)),
+            1,
+            2,
+        );
+        tallies.push(
+            Split::Train,
+            0,
+            row(t(2.0), Some(t(f32::NAN)), None, t(f32::NAN), t(1.0)),
+            1,
+            2,
+        );
+        tallies.push(
+            Split::Train,
+            0,
+            row(t(f32::INFINITY), None, None, t(1.0), t(0.0)),
+            1,
+            2,
+        );
+        let (so_far, bad) = tallies.running(Split::Train);
+        assert_eq!(so_far.class, f64::INFINITY);
+        assert_eq!(
+            bad,
+            Some(NonFinite {
+                step: 1,
+                shard: 0,
+                term: "L_sal"
+            })
+        );
+        let (taken, _) = tallies.take();
+        assert_eq!((taken.originals, taken.correct), (3, 2));
     }
 }
 

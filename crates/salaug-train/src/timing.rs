@@ -50,7 +50,7 @@ pub fn time_steps<B: Backend>(
     }
     let baseline = process::reset_peak_rss();
     let steps = with_optimizer(
-        &config.train.optimizer,
+        &config.train,
         Steps::<B> {
             config: &config,
             data: &data,

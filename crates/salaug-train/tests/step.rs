@@ -30,6 +30,7 @@ fn data() -> Data {
     Data {
         train: set.clone(),
         test: set,
+        validation: None,
         root: ".".into(),
         mean: vec![0.5],
         std: vec![0.25],

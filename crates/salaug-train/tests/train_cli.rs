@@ -427,6 +427,154 @@ fn a_killed_run_resumes_and_gives_the_same_results() {
     }
 }
 
+/// A run that holds out a validation split, keeps its best epoch by the held-out L_sal
+/// distance and stops early when validation accuracy stalls (calibrated: it stops after
+/// epoch 3 of 8 and keeps epoch 1).
+const SELECTING: [&str; 9] = [
+    "data.train_limit=400",
+    "data.test_limit=200",
+    "data.validation=80",
+    "metrics.consistency_images=64",
+    "metrics.held_out_images=0",
+    "train.epochs=8",
+    "train.keep=\"best:consistency\"",
+    "train.early_stop={measure=\"test_acc\", patience=1, min_delta=0.06}",
+    "train.log_every=5",
+];
+
+#[test]
+fn validation_best_model_and_early_stopping_end_to_end_and_after_a_kill() {
+    require_data();
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = tmp.path().join("whole");
+    let out = Command::new(env!("CARGO_BIN_EXE_salaug"))
+        .args(train_args(&whole, &SELECTING))
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    ok(&out);
+    let rows = read_metrics(&whole).unwrap();
+    let stop = rows.len();
+    assert!((2..8).contains(&stop), "stopped early: {stop} epochs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("train.early_stop: test_acc has not improved"),
+        "{err}"
+    );
+    assert!(
+        err.contains("validation: "),
+        "a held-out bar or line: {err}"
+    );
+    assert!(err.contains("images/s") && err.contains("ETA"), "{err}");
+    // The kept epoch is the one with the lowest validation distance; result.csv holds the
+    // kept model's test-set measures, which differ from its validation row.
+    let best = salaug_train::select::best(&rows, "consistency").unwrap();
+    let result = salaug_spec::metrics::result(&whole).unwrap().unwrap();
+    assert_eq!(result.epoch, best.epoch);
+    let row = &rows[best.epoch - 1];
+    assert_eq!(result.train_loss, row.train_loss);
+    assert_ne!(
+        result.test_acc, row.test_acc,
+        "measured on the test set, not validation"
+    );
+    // The test accuracy of model.mpk is the result's.
+    let device = Default::default();
+    let (_, data, model) = load_run::<Selected>(&whole, &device).unwrap();
+    assert_eq!(data.validation.as_ref().map(|v| v.len()), Some(80));
+    assert_eq!(data.train.len(), 320);
+    let acc = evaluate(&model, &data.test, 100, &device).unwrap();
+    assert!(
+        (acc - result.test_acc).abs() < 1e-6,
+        "{acc} {}",
+        result.test_acc
+    );
+
+    // Killed after its first epoch and resumed: the same epochs, stop and kept model.
+    let killed = tmp.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_salaug"))
+        .args(train_args(&killed, &SELECTING))
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while read_metrics(&killed).map(|m| m.len()).unwrap_or(0) < 1 {
+        assert!(child.try_wait().unwrap().is_none(), "ended before the kill");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "no first epoch"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let at_kill = read_metrics(&killed).unwrap().len();
+    assert!(
+        at_kill < stop,
+        "killed before the stop ({at_kill} of {stop})"
+    );
+    ok(&salaug(&["train", "--resume", killed.to_str().unwrap()]));
+    let again = read_metrics(&killed).unwrap();
+    assert_eq!(again.len(), stop);
+    for (a, b) in rows.iter().zip(&again) {
+        assert_eq!((a.train_loss, a.test_acc), (b.train_loss, b.test_acc));
+    }
+    let mut resumed = salaug_spec::metrics::result(&killed).unwrap().unwrap();
+    resumed.seconds = result.seconds;
+    assert_eq!(resumed.csv_row(), result.csv_row(), "but for the wall time");
+    // model.mpk holds the kept model (its test accuracy is the result's).
+    let (_, _, model) = load_run::<Selected>(&killed, &device).unwrap();
+    let again_acc = evaluate(&model, &data.test, 100, &device).unwrap();
+    assert_eq!(again_acc, acc, "the same kept model");
+    // Resuming a run that has ended does nothing.
+    ok(&salaug(&["train", "--resume", killed.to_str().unwrap()]));
+    assert_eq!(read_metrics(&killed).unwrap().len(), stop);
+}
+
+#[test]
+fn a_non_finite_loss_stops_the_run_at_its_step_naming_the_term() {
+    require_data();
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("diverged");
+    let out = train(
+        &dir,
+        &[
+            "data.train_limit=400",
+            "data.test_limit=100",
+            "train.lr=1e4",
+            "train.log_every=4",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: epoch 1 step "))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("is not finite"), "{line}");
+    assert!(
+        ["L_class", "L_sal", "L_inv", "L "]
+            .iter()
+            .any(|t| line.contains(t)),
+        "{line}"
+    );
+    let step: usize = line["error: epoch 1 step ".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Found by the reads every 4 steps: it stops within 4 steps of it, long before the end
+    // of the epoch (25 steps).
+    assert!(step < 20, "{line}");
+    assert!(
+        read_metrics(&dir).unwrap().is_empty(),
+        "nothing of the epoch is kept"
+    );
+    assert!(!dir.join("model.mpk").exists());
+}
+
 #[test]
 fn corrupt_data_and_bad_config_give_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();

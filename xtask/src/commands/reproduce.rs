@@ -4,7 +4,8 @@
 //! A table spec (`configs/tableN.toml`) names a base run config per mode, the grid
 //! (datasets × models × augmentations × strategies) and the seeds. Each cell and seed is one
 //! run directory under `results/<table>-<mode>/<cell>/seed<k>/`:
-//! - finished (as many rows in `metrics.csv` as its config has epochs): skipped;
+//! - finished (a `result.csv`, which a run writes when it ends, early stopping included; for
+//!   runs written before it, as many rows in `metrics.csv` as its config has epochs): skipped;
 //! - interrupted after at least one epoch: continued with `salaug train --resume`;
 //! - interrupted in its first epoch: started again.
 //!
@@ -57,7 +58,8 @@ pub struct ReproduceArgs {
     #[arg(long, default_value = "results")]
     out: PathBuf,
     /// Runs trained at once, each a `salaug` process (on 2 CPU cores, 2 keeps both busy:
-    /// one flex process uses about 1.4).
+    /// one flex process uses about 1.4). With more than one, each run's progress stays in its
+    /// `train.log` and one line is printed per finished run.
     #[arg(long, default_value_t = 1)]
     jobs: usize,
 }
@@ -125,7 +127,9 @@ pub fn run_state(dir: &Path) -> Result<RunState> {
         .with_context(|| format!("{}: no train.epochs", config.display()))?
         as usize;
     let rows = EpochMetrics::read(&metrics)?.len();
-    Ok(if rows >= epochs {
+    // result.csv: written when a run ends (also when it stopped early); older runs lack it.
+    let ended = metrics::result_in_run(dir).exists();
+    Ok(if ended || rows >= epochs {
         RunState::Done
     } else if rows == 0 {
         RunState::Fresh
@@ -247,11 +251,7 @@ fn accuracy_runs(
     for (c, cell) in cells.iter().enumerate() {
         let mut finished = Vec::new();
         for seed in 0..seeds {
-            let rows = EpochMetrics::read(&metrics::in_run(&dir_of(c, seed)))?;
-            let last = rows
-                .into_iter()
-                .last()
-                .context("a finished run has metrics")?;
+            let last = metrics::result(&dir_of(c, seed))?.context("a finished run has metrics")?;
             finished.push((seed, last));
         }
         summaries.push(CellRuns {
@@ -276,21 +276,33 @@ fn run_one(
     base: &Path,
     dir: &Path,
 ) -> Result<()> {
+    // Runs side by side would interleave their progress: each then says one line when it
+    // ends (its train.log holds the rest).
+    let quiet = opts.jobs > 1;
+    let salaug = |args: &[String]| match quiet {
+        true => salaug_bin::run_quiet(bin, args),
+        false => salaug_bin::run(bin, args),
+    };
+    let started = std::time::Instant::now();
     match run_state(dir)? {
-        RunState::Done => eprintln!("{label}: finished earlier, skipped"),
+        RunState::Done => {
+            eprintln!("{label}: finished earlier, skipped");
+            return Ok(());
+        }
         RunState::Partial(epochs) => {
-            eprintln!("{label}: resuming after epoch {epochs} ({})", dir.display());
-            salaug_bin::run(
-                bin,
-                &["train".into(), "--resume".into(), dir.display().to_string()],
-            )?;
+            if !quiet {
+                eprintln!("{label}: resuming after epoch {epochs} ({})", dir.display());
+            }
+            salaug(&["train".into(), "--resume".into(), dir.display().to_string()])?;
         }
         RunState::Fresh => {
             if dir.exists() {
                 std::fs::remove_dir_all(dir)
                     .with_context(|| format!("clearing {}", dir.display()))?;
             }
-            eprintln!("{label}: training ({})", dir.display());
+            if !quiet {
+                eprintln!("{label}: training ({})", dir.display());
+            }
             let mut args = vec![
                 "train".to_string(),
                 "--config".into(),
@@ -302,8 +314,20 @@ fn run_one(
                 args.push("--set".into());
                 args.push(s);
             }
-            salaug_bin::run(bin, &args)?;
+            salaug(&args)?;
         }
+    }
+    if quiet {
+        let r = metrics::result(dir)?.context("a finished run has a result")?;
+        eprintln!(
+            "{label}: done in {:.0} s, kept epoch {}: test accuracy {:.2}%, held-out L_sal \
+             distance {:.5} ({})",
+            started.elapsed().as_secs_f64(),
+            r.epoch,
+            100.0 * r.test_acc,
+            r.consistency,
+            dir.display()
+        );
     }
     Ok(())
 }

@@ -34,8 +34,8 @@ use salaug_models::ModelConfig;
 use serde::{Deserialize, Serialize};
 
 pub use sections::{
-    DataConfig, DatasetKind, LossConfig, MetricsConfig, ModelSection, Optimizer, Prepare, Schedule,
-    Strategy, TrainConfig,
+    held_out_measure, DataConfig, DatasetKind, EarlyStop, GradClip, Holdout, Keep, LossConfig,
+    MetricsConfig, ModelSection, Optimizer, Prepare, Schedule, Strategy, TrainConfig,
 };
 
 /// Everything a run needs.
@@ -249,6 +249,24 @@ mod tests {
                 "train.optimizer.momentum",
             ),
             ("metrics.held_out_every = 0", "metrics.held_out_every"),
+            ("data.validation = 0", "data.validation"),
+            ("data.validation = 1.5", "data.validation"),
+            ("train.keep = \"best\"", "train.keep"),
+            ("train.keep = \"best:accuracy\"", "test_acc"),
+            ("train.keep = \"best:train_loss\"", "not a held-out measure"),
+            (
+                "train.early_stop = {measure = \"test_acc\", patience = 0}",
+                "train.early_stop.patience",
+            ),
+            (
+                "train.early_stop = {measure = \"lr\", patience = 2}",
+                "train.early_stop",
+            ),
+            ("train.warmup_epochs = -1.0", "train.warmup_epochs"),
+            ("train.warmup_start = 0.0", "train.warmup_start"),
+            ("train.grad_clip = {norm = 0.0}", "train.grad_clip"),
+            ("train.grad_clip = {clip = 1.0}", "clip"),
+            ("train.log_every = 0", "train.log_every"),
         ] {
             let extra: Vec<String> = if set.starts_with("augment.kind") {
                 vec![set.into(), "augment.p = 2.0".into()]
@@ -258,6 +276,23 @@ mod tests {
             let err = format!("{:#}", RunConfig::parse(MINIMAL, &extra).unwrap_err());
             assert!(err.contains(key), "{set}: {err}");
         }
+        // The loop's settings parse as documented and survive the resolved config.
+        let c = RunConfig::parse(
+            MINIMAL,
+            &[
+                "data.validation = 0.1".into(),
+                "train.keep = \"best:test_acc\"".into(),
+                "train.early_stop = {measure = \"consistency\", patience = 3}".into(),
+                "train.grad_clip = {norm = 1.0}".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.data.validation, Some(Holdout::Fraction(0.1)));
+        assert_eq!(c.train.keep, Keep::Best("test_acc".into()));
+        assert_eq!(c.train.grad_clip, Some(GradClip::Norm(1.0)));
+        assert_eq!(RunConfig::parse(&c.to_toml(), &[]).unwrap(), c);
+        let n = RunConfig::parse(MINIMAL, &["data.validation = 5000".into()]).unwrap();
+        assert_eq!(n.data.validation, Some(Holdout::Count(5000)));
         assert!(RunConfig::parse("[data\n", &[]).is_err());
         assert!(RunConfig::parse(MINIMAL, &["novalue".into()]).is_err());
     }

@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use salaug_augment::Compare;
 use salaug_core::{FeatureDistance, LossWeights, SaliencyKind, SaliencyLossConfig};
 use salaug_models::{Arch, Stem};
+use salaug_spec::measures::{Better, Measure, MEASURES};
 use serde::{Deserialize, Serialize};
 
 use super::names::named;
@@ -68,6 +69,38 @@ pub struct DataConfig {
     /// Per-channel standard deviation, likewise.
     #[serde(default)]
     pub std: Option<Vec<f64>>,
+    /// A validation split held out of the training images (after `train_limit`): a count
+    /// (`5000`) or a fraction (`0.1`). Those images never train; the per-epoch held-out
+    /// measures are taken on them and the test set is measured once, on the kept model.
+    #[serde(default)]
+    pub validation: Option<Holdout>,
+}
+
+/// The size of `data.validation`: a count of images or a fraction of the training set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Holdout {
+    /// This many images.
+    Count(usize),
+    /// This fraction of the training images (in (0, 1)), rounded, at least 1.
+    Fraction(f64),
+}
+
+impl Holdout {
+    /// The number of images held out of `n` training images, leaving at least 2 to train.
+    pub fn of(self, n: usize) -> Result<usize> {
+        let k = match self {
+            Holdout::Count(k) => k,
+            Holdout::Fraction(f) => ((f * n as f64).round() as usize).max(1),
+        };
+        if k + 2 > n {
+            bail!(
+                "data.validation holds out {k} of {n} training images: at least 2 must be left \
+                 to train"
+            );
+        }
+        Ok(k)
+    }
 }
 
 impl DataConfig {
@@ -86,6 +119,7 @@ impl DataConfig {
             prepare: Prepare::default(),
             mean: None,
             std: None,
+            validation: None,
         }
     }
 
@@ -116,6 +150,13 @@ impl DataConfig {
         }
         if self.folder_size == 0 {
             bail!("data.folder_size = 0: must be at least 1");
+        }
+        match self.validation {
+            Some(Holdout::Count(0)) => bail!("data.validation = 0: hold out at least 1 image"),
+            Some(Holdout::Fraction(f)) if !(f > 0.0 && f < 1.0) => {
+                bail!("data.validation = {f}: a fraction must be in (0, 1), a count an integer")
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -319,6 +360,111 @@ pub struct TrainConfig {
     /// batch of `batch_size` per device per step and averages their gradients (the same
     /// device may be listed twice); docs/training.md.
     pub devices: Vec<String>,
+    /// The model a run ends with (`model.mpk`, the test measures, `salaug export`): `"last"`,
+    /// or `"best:<measure>"`, the epoch with the best value of a held-out column of
+    /// `metrics.csv` (e.g. `"best:test_acc"`; with `data.validation`, measured on it).
+    pub keep: Keep,
+    /// Stop when a held-out measure has not improved for `patience` measured epochs.
+    pub early_stop: Option<EarlyStop>,
+    /// Linear learning-rate warm-up over this many epochs (fractions allowed; 0: none):
+    /// burn-optim's linear scheduler from `warmup_start × lr` to `lr`, multiplying the
+    /// schedule.
+    pub warmup_epochs: f64,
+    /// The warm-up's first factor, in (0, 1].
+    pub warmup_start: f64,
+    /// Gradient clipping by burn-optim, per parameter tensor: `{ norm = 1.0 }` scales each
+    /// tensor's gradient to L2 norm at most 1 (PyTorch's `clip_grad_norm_` takes the norm of
+    /// all tensors together), `{ value = 0.5 }` clamps every entry to [-0.5, 0.5].
+    pub grad_clip: Option<GradClip>,
+    /// Log a progress line (running losses, images/s, learning rate, whole-run ETA) and check
+    /// the losses for NaN/inf every this many steps.
+    pub log_every: usize,
+}
+
+/// `train.keep`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Keep {
+    /// The last epoch's model.
+    Last,
+    /// The model of the epoch with the best value of this `metrics.csv` column.
+    Best(String),
+}
+
+impl TryFrom<String> for Keep {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        match s.strip_prefix("best:") {
+            None if s == "last" => Ok(Keep::Last),
+            None => Err(format!(
+                "train.keep = {s:?}: expected \"last\" or \"best:<measure>\""
+            )),
+            Some(m) => {
+                held_out_measure(m).map_err(|e| format!("train.keep: {e}"))?;
+                Ok(Keep::Best(m.to_string()))
+            }
+        }
+    }
+}
+
+impl From<Keep> for String {
+    fn from(k: Keep) -> String {
+        match k {
+            Keep::Last => "last".into(),
+            Keep::Best(m) => format!("best:{m}"),
+        }
+    }
+}
+
+/// `train.early_stop`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStop {
+    /// A held-out column of `metrics.csv` (e.g. `"test_acc"`).
+    pub measure: String,
+    /// Measured epochs without improvement before the run stops.
+    pub patience: usize,
+    /// An improvement smaller than this does not count (default 0).
+    #[serde(default)]
+    pub min_delta: f64,
+}
+
+/// `train.grad_clip`, burn-optim's `GradientClippingConfig`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum GradClip {
+    /// Each parameter tensor's gradient to at most this L2 norm.
+    Norm(f64),
+    /// Every gradient entry into [-v, v].
+    Value(f64),
+}
+
+/// The held-out measure `key` of `metrics.csv` that `train.keep` or `train.early_stop` may
+/// select on: one with a better direction, measured on held-out images.
+pub fn held_out_measure(key: &str) -> std::result::Result<&'static Measure, String> {
+    let selectable = || {
+        MEASURES
+            .iter()
+            .filter(|m| is_held_out(m))
+            .map(|m| m.key)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match MEASURES.iter().find(|m| m.key == key) {
+        Some(m) if is_held_out(m) => Ok(m),
+        Some(_) => Err(format!(
+            "{key:?} is not a held-out measure; choose one of {}",
+            selectable()
+        )),
+        None => Err(format!(
+            "no measure {key:?} in metrics.csv; choose one of {}",
+            selectable()
+        )),
+    }
+}
+
+fn is_held_out(m: &Measure) -> bool {
+    m.better != Better::Neither && !m.key.starts_with("train_")
 }
 
 impl Default for TrainConfig {
@@ -332,6 +478,12 @@ impl Default for TrainConfig {
             schedule: Schedule::default(),
             workers: 1,
             devices: vec!["default".to_string()],
+            keep: Keep::Last,
+            early_stop: None,
+            warmup_epochs: 0.0,
+            warmup_start: 0.01,
+            grad_clip: None,
+            log_every: 50,
         }
     }
 }
@@ -364,6 +516,39 @@ impl TrainConfig {
             );
         }
         self.optimizer.validate()?;
+        if !(self.warmup_epochs >= 0.0 && self.warmup_epochs.is_finite()) {
+            bail!(
+                "train.warmup_epochs = {}: must be a finite number >= 0",
+                self.warmup_epochs
+            );
+        }
+        if !(self.warmup_start > 0.0 && self.warmup_start <= 1.0) {
+            bail!(
+                "train.warmup_start = {}: must be in (0, 1]",
+                self.warmup_start
+            );
+        }
+        if let Some(clip) = self.grad_clip {
+            let (GradClip::Norm(v) | GradClip::Value(v)) = clip;
+            if !(v > 0.0 && v.is_finite()) {
+                bail!("train.grad_clip = {clip:?}: the bound must be a finite number > 0");
+            }
+        }
+        if let Some(e) = &self.early_stop {
+            held_out_measure(&e.measure).map_err(|m| anyhow::anyhow!("train.early_stop: {m}"))?;
+            if e.patience == 0 {
+                bail!("train.early_stop.patience = 0: must be at least 1");
+            }
+            if !(e.min_delta >= 0.0 && e.min_delta.is_finite()) {
+                bail!(
+                    "train.early_stop.min_delta = {}: must be a finite number >= 0",
+                    e.min_delta
+                );
+            }
+        }
+        if self.log_every == 0 {
+            bail!("train.log_every = 0: must be at least 1");
+        }
         match self.schedule {
             Schedule::Constant => {}
             Schedule::Cosine { min_lr } => {

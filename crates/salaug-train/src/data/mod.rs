@@ -230,6 +230,28 @@ impl Images {
         }
     }
 
+    /// The images at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Images {
+        match self {
+            Images::Memory(set) => Images::Memory(set.select(indices)),
+            Images::Files(set) => Images::Files(set.select(indices)),
+        }
+    }
+
+    /// Splits off `k` images drawn uniformly by `seed`: `(the rest, the k)`, each in the
+    /// original order.
+    pub fn hold_out(&self, k: usize, seed: u64) -> (Images, Images) {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+        let (held, kept) = order.split_at(k.min(order.len()));
+        let (mut held, mut kept) = (held.to_vec(), kept.to_vec());
+        held.sort_unstable();
+        kept.sort_unstable();
+        (self.select(&kept), self.select(&held))
+    }
+
     /// Applies `prepare` (at once in memory; per image as it is decoded for files).
     pub fn prepare(self, prepare: Prepare) -> Images {
         match self {
@@ -454,5 +476,44 @@ mod tests {
         );
         assert!(!e.contains(&cache.display().to_string()), "{e}");
         std::fs::remove_dir_all(&empty).unwrap();
+    }
+
+    #[test]
+    fn a_held_out_split_is_disjoint_seeded_and_sized_as_asked() {
+        use crate::config::Holdout;
+        let set = Images::Memory(ImageSet {
+            pixels: (0..50u8).collect(),
+            labels: (0..50).map(|i| i % 5).collect(),
+            shape: [1, 1, 1],
+            classes: 5,
+        });
+        let (rest, held) = set.hold_out(10, 7);
+        assert_eq!((rest.len(), held.len()), (40, 10));
+        let pixels =
+            |s: &Images| -> Vec<u8> { (0..s.len()).map(|i| s.image(i).unwrap()[0]).collect() };
+        let (r, h) = (pixels(&rest), pixels(&held));
+        assert!(h.iter().all(|p| !r.contains(p)), "disjoint");
+        let mut all = [r.clone(), h.clone()].concat();
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (0..50u8).collect::<Vec<_>>(),
+            "together, every image once"
+        );
+        assert!(h.windows(2).all(|w| w[0] < w[1]), "in the original order");
+        assert_ne!(
+            h,
+            (0..10u8).collect::<Vec<_>>(),
+            "drawn, not the first ones"
+        );
+        assert_eq!(
+            pixels(&set.hold_out(10, 7).1),
+            h,
+            "the same seed, the same split"
+        );
+        assert_eq!(Holdout::Fraction(0.1).of(50).unwrap(), 5);
+        assert_eq!(Holdout::Count(48).of(50).unwrap(), 48);
+        let e = Holdout::Count(49).of(50).unwrap_err().to_string();
+        assert!(e.contains("at least 2 must be left"), "{e}");
     }
 }

@@ -16,6 +16,8 @@ pub struct Data {
     pub train: Arc<Images>,
     /// Held-out test images.
     pub test: Arc<Images>,
+    /// The validation split held out of the training images (`data.validation`).
+    pub validation: Option<Arc<Images>>,
     /// Where they were read from.
     pub root: PathBuf,
     /// Per-channel mean of the network's input normalisation, in `[0, 1]` units.
@@ -45,6 +47,14 @@ pub fn load_data(config: &DataConfig) -> Result<Data> {
     };
     let prep = config.prepare;
     let train = train.balanced_subset(config.train_limit).prepare(prep);
+    let (train, validation) = match config.validation {
+        Some(holdout) => {
+            let k = holdout.of(train.len())?;
+            let (train, held) = train.hold_out(k, VALIDATION_SEED);
+            (train, Some(Arc::new(held)))
+        }
+        None => (train, None),
+    };
     let test = test.balanced_subset(config.test_limit).prepare(prep);
     for set in [&train, &test] {
         if let Images::Files(files) = set {
@@ -66,8 +76,9 @@ pub fn load_data(config: &DataConfig) -> Result<Data> {
         }
     }
     tracing::info!(
-        "{} training and {} test images of {:?}, {} classes",
+        "{} training, {} validation and {} test images of {:?}, {} classes",
         train.len(),
+        validation.as_ref().map_or(0, |v| v.len()),
         test.len(),
         train.shape(),
         train.classes()
@@ -75,10 +86,26 @@ pub fn load_data(config: &DataConfig) -> Result<Data> {
     Ok(Data {
         train: Arc::new(train),
         test: Arc::new(test),
+        validation,
         root,
         mean,
         std,
     })
+}
+
+/// The seed of the validation split: fixed, not the run seed, so every run of a study (every
+/// seed, strategy and setting) holds out the same images.
+pub const VALIDATION_SEED: u64 = 0x5a1a_u64;
+
+impl Data {
+    /// The held-out set measured every epoch: the validation split when there is one, else
+    /// the test set; and its name.
+    pub fn held_out(&self) -> (&Arc<Images>, &'static str) {
+        match &self.validation {
+            Some(v) => (v, "validation"),
+            None => (&self.test, "test"),
+        }
+    }
 }
 
 /// At most this many images (evenly spaced) give the channel statistics of a set read from
