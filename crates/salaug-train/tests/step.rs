@@ -231,3 +231,96 @@ fn the_saliency_term_alone_reaches_every_parameter() {
     // moves ReLU kinks; no batch statistic follows it).
     assert_eq!((v.with, v.without), (6, 2));
 }
+
+/// Every float of a model in visit order: its values and, for the trained parameters, its
+/// gradient (BatchNorm running statistics have none).
+struct Floats<'a, B: AutodiffBackend> {
+    grads: &'a B::Gradients,
+    values: Vec<Vec<f32>>,
+    grad: Vec<Option<Vec<f32>>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Floats<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let v = param.val();
+        self.values
+            .push(v.clone().into_data().convert::<f32>().to_vec().unwrap());
+        self.grad.push(
+            v.grad(self.grads)
+                .map(|g| g.into_data().convert::<f32>().to_vec().unwrap()),
+        );
+    }
+}
+
+/// The largest difference between `a` and `b` relative to the largest magnitude in `a`.
+fn relative(a: &[f32], b: &[f32]) -> f64 {
+    let scale = a.iter().fold(0f64, |m, x| m.max(x.abs() as f64)).max(1e-30);
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(0f64, |m, (x, y)| m.max((x - y).abs() as f64));
+    diff / scale
+}
+
+/// `sal` with β = 0 runs the whole saliency path (the lifted forward, both maps, L_sal) but
+/// L_sal carries no gradient: its step must be `ref`'s step. Any systematic difference between
+/// the two in a study (science-audit.md) would be a defect of the path, not of the method. It
+/// is the same bit for bit (logits, gradients, BatchNorm running statistics), so a whole run is
+/// too (checked by hand: 2-epoch ci-fmnist runs, identical metrics.csv but for the seconds).
+#[test]
+fn sal_at_beta_zero_takes_the_same_step_as_ref() {
+    let device = Default::default();
+    let d = data();
+    let batch = ImageBatcher::new(d.train.clone()).make::<AB>((0..8).collect(), &device);
+    let step = |strategy: &str| {
+        let c = config(&[
+            &format!("train.strategy=\"{strategy}\""),
+            "augment={kind=\"rotation\", p=1.0}",
+            "loss.beta=0.0",
+        ]);
+        let model = build_model::<AB>(&c, &d, &device).unwrap();
+        let l = model.losses(&batch).unwrap();
+        assert_eq!(l.sal.is_some(), strategy == "sal");
+        let logits: Vec<f32> = l.logits.clone().into_data().to_vec().unwrap();
+        let class = scalar(l.class.clone());
+        let grads = l.total.backward();
+        // A record syncs the BatchNorm running statistics (burn's RunningState holds a
+        // forward's update per thread until then); the checkpoint holds the synced values.
+        let _ = model.clone().into_record();
+        let mut f = Floats::<AB> {
+            grads: &grads,
+            values: Vec::new(),
+            grad: Vec::new(),
+        };
+        model.visit(&mut f);
+        (logits, class, f.values, f.grad)
+    };
+    let (logits_r, class_r, values_r, grad_r) = step("ref");
+    let (logits_s, class_s, values_s, grad_s) = step("sal");
+    // Bit for bit: the lifted forward computes the same arithmetic as the plain one.
+    assert_eq!(logits_r, logits_s, "the same logits");
+    assert_eq!(class_r, class_s);
+    assert_eq!(values_r.len(), values_s.len());
+    for (i, (a, b)) in values_r.iter().zip(&values_s).enumerate() {
+        // The same initial weights, and the same BatchNorm running statistics after the step.
+        assert!(
+            relative(a, b) == 0.0,
+            "float {i}: {} ({:?} vs {:?})",
+            relative(a, b),
+            &a[..a.len().min(4)],
+            &b[..b.len().min(4)]
+        );
+    }
+    let mut trained = 0;
+    for (i, (a, b)) in grad_r.iter().zip(&grad_s).enumerate() {
+        match (a, b) {
+            (Some(a), Some(b)) => {
+                trained += 1;
+                assert!(relative(a, b) == 0.0, "gradient {i}: {}", relative(a, b));
+            }
+            (None, None) => {}
+            _ => panic!("parameter {i} has a gradient in one step only"),
+        }
+    }
+    assert!(trained >= 8, "{trained} trained parameters compared");
+}
