@@ -180,6 +180,30 @@ impl core::fmt::Display for Arch {
     }
 }
 
+/// What the small CNN's classifier reads (`model.head`; the other architectures have one
+/// head each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Head {
+    /// Average pooling to a 4×4 grid: a coarse layout of the last feature maps (on 28×28
+    /// inputs, windows over a 7×7 map that overlap, which puts a fixed lattice into the
+    /// gradients).
+    #[default]
+    Grid,
+    /// Global average pooling: one value per channel, no lattice.
+    Global,
+}
+
+impl Head {
+    /// The side of the pooled grid.
+    pub fn side(self) -> usize {
+        match self {
+            Head::Grid => 4,
+            Head::Global => 1,
+        }
+    }
+}
+
 /// The stem (and, for VGG, the head) of a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -208,6 +232,9 @@ pub struct ModelConfig {
     /// Multiplies every channel count (and DenseNet's growth rate); 1.0 is the paper's model.
     #[config(default = 1.0)]
     pub width: f64,
+    /// The small CNN's head ([`Head`]); only [`Head::Grid`] for the other architectures.
+    #[config(default = "Head::Grid")]
+    pub head: Head,
 }
 
 impl ModelConfig {
@@ -235,6 +262,13 @@ impl ModelConfig {
                 "model.width",
                 self.width.to_string(),
                 "must be a number in (0, 16]",
+            );
+        }
+        if self.head != Head::Grid && self.arch != Arch::SmallCnn {
+            return bad(
+                "model.head",
+                format!("{:?}", self.head).to_lowercase(),
+                "only the small CNN has a choice of head",
             );
         }
         Ok(())

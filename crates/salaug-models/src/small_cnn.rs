@@ -1,5 +1,6 @@
-//! A small CNN for fast CPU runs: two conv-BN-ReLU-pool blocks, average pooling to a 4×4 grid and a
-//! linear head (the network of the project's CPU benchmarks).
+//! A small CNN for fast CPU runs: two conv-BN-ReLU-pool blocks, average pooling to a 4×4 grid
+//! (or, with [`Head::Global`], to one value per channel) and a linear head (the network of the
+//! project's CPU benchmarks).
 //!
 //! Small-image stem: 3×3/1 convolutions, each block closed by a 2×2 max pool. ImageNet stem:
 //! the first convolution is 7×7/2 and its pool 3×3/2 with padding 1, as in the ResNet stem.
@@ -12,9 +13,9 @@ use salaug_core::relu;
 use crate::ops::{
     adaptive_avg_pool2d, batch_norm, conv, max_pool2d, scaled, BatchNorm, Linear, LinearConfig,
 };
-use crate::{record, Features, ModelConfig, Stem};
+use crate::{record, Features, Head, ModelConfig, Stem};
 
-/// Conv-BN-ReLU-max-pool ×2, adaptive average pooling to 4×4, linear.
+/// Conv-BN-ReLU-max-pool ×2, adaptive average pooling to 4×4 (or 1×1), linear.
 #[derive(Module, Debug)]
 pub struct SmallCnn<B: Backend> {
     conv1: Conv2d<B>,
@@ -23,13 +24,13 @@ pub struct SmallCnn<B: Backend> {
     bn2: BatchNorm<B>,
     /// Whether the first block uses the ImageNet stem (7×7/2 conv, 3×3/2 pool).
     imagenet_stem: bool,
+    /// Side of the pooled grid the classifier reads: by default a coarse layout (4×4) rather
+    /// than a single global average, so that two convolutions suffice to tell apart classes
+    /// that differ in shape (Fashion-MNIST's shirts, pullovers and coats); 1 with
+    /// [`Head::Global`].
+    side: usize,
     fc: Linear<B>,
 }
-
-/// Side of the pooled grid the classifier reads: a coarse layout (4×4) rather than a single
-/// global average, so that two convolutions suffice to tell apart classes that differ in shape
-/// (Fashion-MNIST's shirts, pullovers and coats).
-const HEAD: usize = 4;
 
 /// Feature names of the small CNN, in forward order.
 pub const FEATURES: [&str; 3] = ["block1", "block2", "pool"];
@@ -41,6 +42,8 @@ impl<B: Backend> SmallCnn<B> {
     /// 32 × width and 64 × width channels.
     pub fn new(config: &ModelConfig, device: &B::Device) -> Self {
         let (c1, c2) = (scaled(32, config.width), scaled(64, config.width));
+        let side = config.head.side();
+        debug_assert!(side == 4 || config.head == Head::Global);
         let imagenet_stem = config.stem == Stem::ImageNet;
         let conv1 = if imagenet_stem {
             conv([config.in_channels, c1], 7, 2, 3, false, device)
@@ -53,7 +56,8 @@ impl<B: Backend> SmallCnn<B> {
             conv2: conv([c1, c2], 3, 1, 1, false, device),
             bn2: batch_norm(c2, device),
             imagenet_stem,
-            fc: LinearConfig::new(c2 * HEAD * HEAD, config.num_classes).init(device),
+            side: config.head.side(),
+            fc: LinearConfig::new(c2 * side * side, config.num_classes).init(device),
         }
     }
 
@@ -73,10 +77,11 @@ impl<B: Backend> SmallCnn<B> {
         let x = record(&mut features, "block1", x);
         let x = max_pool2d(relu(self.bn2.forward(self.conv2.forward(x))), 2, 2, 0); // [n, 64w, h/4, w/4]
         let x = record(&mut features, "block2", x);
-        let pooled = adaptive_avg_pool2d(x, [HEAD, HEAD]); // [n, 64w, 4, 4]
+        let s = self.side;
+        let pooled = adaptive_avg_pool2d(x, [s, s]); // [n, 64w, 4, 4] (1, 1 global)
         let pooled = record(&mut features, "pool", pooled);
         let [n, c, _, _] = pooled.dims();
-        let logits = self.fc.forward(pooled.reshape([n, c * HEAD * HEAD]));
+        let logits = self.fc.forward(pooled.reshape([n, c * s * s]));
         (logits, features)
     }
 }

@@ -8,10 +8,11 @@ mod common;
 
 use common::{
     check, check_bottleneck_family, check_densenet_family, check_direction, check_method,
+    check_model,
 };
 use salaug_core::gradcheck::GradcheckBackend as GB;
 use salaug_core::SaliencyKind;
-use salaug_models::Arch;
+use salaug_models::{Arch, Head};
 
 #[test]
 fn resnet18_narrow_passes_gradcheck() {
@@ -65,6 +66,23 @@ fn vgg19_bn_narrow_passes_gradcheck() {
 #[test]
 fn small_cnn_narrow_passes_gradcheck() {
     check::<GB>(Arch::SmallCnn, 0.125, 8, 6);
+}
+
+/// The small CNN with global average pooling (`model.head = "global"`, issue 23's lattice
+/// study): the pooled features are `[n, c, 1, 1]`.
+#[test]
+fn small_cnn_with_a_global_head_passes_gradcheck() {
+    check_model::<GB>(
+        |device| {
+            common::config(Arch::SmallCnn, 0.125)
+                .with_head(Head::Global)
+                .init::<GB>(device)
+        },
+        "small_cnn global head",
+        8,
+        6,
+        &SaliencyKind::Gradient,
+    );
 }
 
 /// Guided backpropagation, DeconvNet, Grad-CAM (default layer) and guided Grad-CAM through two

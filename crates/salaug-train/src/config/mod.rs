@@ -116,6 +116,7 @@ impl RunConfig {
     pub fn model_config(&self, channels: usize, classes: usize) -> ModelConfig {
         ModelConfig::new(self.model.arch, self.model.stem, channels, classes)
             .with_width(self.model.width)
+            .with_head(self.model.head)
     }
 
     /// Checks every section, naming the key of a bad value.
@@ -235,6 +236,7 @@ mod tests {
             ("train.epochs = 0", "train.epochs"),
             ("loss.beta = -2.0", "loss.beta"),
             ("model.width = 0.0", "model.width"),
+            ("model.head = \"gap\"", "gap"),
             ("train.strategy = \"sall\"", "sall"),
             ("train.bogus = 1", "bogus"),
             ("augment.kind = \"rotation\"", "rotation"),
@@ -276,6 +278,15 @@ mod tests {
             let err = format!("{:#}", RunConfig::parse(MINIMAL, &extra).unwrap_err());
             assert!(err.contains(key), "{set}: {err}");
         }
+        let err = RunConfig::parse(
+            MINIMAL,
+            &[
+                "model.head = \"global\"".into(),
+                "model.arch = \"resnet18\"".into(),
+            ],
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("model.head"), "{err:#}");
         // The loop's settings parse as documented and survive the resolved config.
         let c = RunConfig::parse(
             MINIMAL,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use salaug_augment::Compare;
 use salaug_core::{FeatureDistance, LossWeights, SaliencyKind, SaliencyLossConfig};
-use salaug_models::{Arch, Stem};
+use salaug_models::{Arch, Head, Stem};
 use salaug_spec::measures::{Better, Measure, MEASURES};
 use serde::{Deserialize, Serialize};
 
@@ -172,6 +172,9 @@ pub struct ModelSection {
     pub stem: Stem,
     /// Width multiplier.
     pub width: f64,
+    /// The small CNN's head: `"grid"` (average pooling to 4×4) or `"global"` (global average
+    /// pooling: no image-independent lattice in the maps; issue 23's lattice study).
+    pub head: Head,
     /// torchvision weights to start from: a `state_dict` saved as `.pth` or `.safetensors`
     /// (ResNet-18/50, DenseNet-121/169, VGG-16/19-BN; `stem = "imagenet"`, width 1, 3 input
     /// channels; docs/training.md). Read
@@ -189,6 +192,7 @@ impl Default for ModelSection {
             arch: Arch::SmallCnn,
             stem: Stem::Small,
             width: 1.0,
+            head: Head::Grid,
             pretrained: None,
             pretrained_sha256: None,
         }
