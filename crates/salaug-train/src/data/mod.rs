@@ -38,7 +38,7 @@ pub use idx::{read_fashion_mnist, read_idx_images, read_idx_labels, FASHION_MNIS
 pub use mat::{read_svhn, MatArray, MatFile};
 pub use order::{steps_per_epoch, Deal, IndexDataset, Order};
 pub use prepare::Prepare;
-pub use sets::{channel_stats, load_data, Data, STATS_FILES};
+pub use sets::{channel_stats, load_data, Data, STATS_FILES, VALIDATION_SEED};
 
 /// A failure to read a dataset, naming the file and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
