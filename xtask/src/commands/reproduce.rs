@@ -34,7 +34,8 @@ pub struct ReproduceArgs {
     /// Pipeline smoke test on Fashion-MNIST, minutes on 2 cores (the default).
     #[arg(long, group = "mode")]
     quick: bool,
-    /// CPU study on Fashion-MNIST that learns (≥ 85 % reference accuracy; tables 1, 2):
+    /// CPU study on Fashion-MNIST that learns (table 1: reference 84.1–86.7 % per cell;
+    /// tables 1, 2):
     /// hours on 2 cores.
     #[arg(long, group = "mode")]
     cpu: bool,
