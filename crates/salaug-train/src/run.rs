@@ -513,8 +513,8 @@ where
             device,
         )?;
         let every = config.metrics.held_out_every;
+        // (held_out_images = 0: held_out measures nothing, every field NaN.)
         let measured = match config.metrics.held_out_images {
-            Some(0) => HeldOut::default(),
             _ if epoch % every != 0 && epoch != t.epochs => HeldOut::default(),
             count => held_out(&trained, held, &config.augment, count, device)?,
         };
@@ -539,14 +539,10 @@ where
             m.lr,
             m.seconds
         );
-        if !m.train_loss.is_finite() {
-            bail!(
-                "epoch {epoch}: the training loss is {}; lower train.lr or the loss weights",
-                m.train_loss
-            );
-        }
         m.append(&salaug_spec::metrics::in_run(dir))?;
         finished.push(m.seconds);
+        // Read back rather than kept in memory: keep and early_stop choose from the values as
+        // the file holds them, as a resumed run does.
         let rows = read_metrics(dir)?;
         if let Keep::Best(key) = &t.keep {
             if select::best(&rows, key).map(|c| c.epoch) == Some(epoch) {
@@ -632,10 +628,8 @@ fn finish<B: Backend>(
             config.metrics.consistency_images,
             device,
         )?;
-        result.held_out = match config.metrics.held_out_images {
-            Some(0) => HeldOut::default(),
-            count => held_out(&kept, &data.test, &config.augment, count, device)?,
-        };
+        let count = config.metrics.held_out_images;
+        result.held_out = held_out(&kept, &data.test, &config.augment, count, device)?;
     }
     result.write_alone(&salaug_spec::metrics::result_in_run(dir))?;
     let how = match &config.train.keep {

@@ -82,25 +82,19 @@ pub fn row<B: Backend>(
     )
 }
 
-/// A row on its device, or read.
+/// A row, on its device until it is first read.
 #[derive(Debug)]
-enum Value {
-    Pending(Box<dyn PendingRow>),
-    Read(Vec<f64>),
+struct Value {
+    pending: Option<Box<dyn PendingRow>>,
+    read: Vec<f64>,
 }
 
 impl Value {
     fn read(&mut self) -> &[f64] {
-        if let Value::Pending(_) = self {
-            let Value::Pending(row) = std::mem::replace(self, Value::Read(Vec::new())) else {
-                unreachable!()
-            };
-            *self = Value::Read(row.read());
+        if let Some(row) = self.pending.take() {
+            self.read = row.read();
         }
-        match self {
-            Value::Read(v) => v,
-            Value::Pending(_) => unreachable!(),
-        }
+        &self.read
     }
 }
 
@@ -137,8 +131,11 @@ impl Rows {
         }
         let step = self.steps[shard];
         self.steps[shard] += 1;
-        self.entries
-            .push(((step, shard), Value::Pending(row), originals, seen));
+        let value = Value {
+            pending: Some(row),
+            read: Vec::new(),
+        };
+        self.entries.push(((step, shard), value, originals, seen));
     }
 
     /// Reads the rows recorded so far (each once; they stay for [`Rows::take`]) and sums

@@ -16,41 +16,13 @@ use salaug_train::trainee::{build_model, Trainee};
 use salaug_train::RunConfig;
 
 mod common;
-use common::{floats, grad_of, require_data};
+use common::{floats, grad_of, require_data, ONE_STEP};
 
 type AB = Autodiff<Selected>;
 
-/// 8 training images, two devices with one batch of 4 each: one optimiser step.
+/// [`ONE_STEP`] on two devices with one batch of 4 each: one optimiser step.
 fn two_device_config() -> RunConfig {
-    let text = r#"
-seed = 3
-[data]
-dataset = "fashion_mnist"
-train_limit = 8
-test_limit = 4
-[model]
-arch = "small_cnn"
-stem = "small"
-width = 0.25
-[augment]
-kind = "rotation"
-max_degrees = 10.0
-p = 1.0
-[train]
-strategy = "sal"
-epochs = 1
-batch_size = 4
-lr = 0.5
-optimizer = { kind = "sgd", momentum = 0.0, nesterov = false, weight_decay = 0.0 }
-schedule = { kind = "constant" }
-devices = ["cpu", "cpu"]
-[loss]
-beta = 10.0
-[metrics]
-consistency_images = 2
-held_out_images = 0
-"#;
-    RunConfig::parse(text, &[]).unwrap()
+    RunConfig::parse(ONE_STEP, &["train.devices = [\"cpu\", \"cpu\"]".into()]).unwrap()
 }
 
 /// The gradient of `model`'s step loss on `batch`, by parameter.

@@ -22,7 +22,7 @@ use salaug_train::trainee::{build_model, Trainee};
 use salaug_train::RunConfig;
 
 mod common;
-use common::{floats, grad_of, require_data};
+use common::{floats, grad_of, require_data, ONE_STEP};
 
 type AB = Autodiff<Selected>;
 
@@ -32,35 +32,6 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
 }
-
-/// 8 training images, 2 ranks with one batch of 4 each: one optimiser step.
-const ONE_STEP: &str = r#"
-seed = 3
-[data]
-dataset = "fashion_mnist"
-train_limit = 8
-test_limit = 4
-[model]
-arch = "small_cnn"
-stem = "small"
-width = 0.25
-[augment]
-kind = "rotation"
-max_degrees = 10.0
-p = 1.0
-[train]
-strategy = "sal"
-epochs = 1
-batch_size = 4
-lr = 0.5
-optimizer = { kind = "sgd", momentum = 0.0, nesterov = false, weight_decay = 0.0 }
-schedule = { kind = "constant" }
-[loss]
-beta = 10.0
-[metrics]
-consistency_images = 2
-held_out_images = 0
-"#;
 
 /// A short real run: 400 images, 2 epochs of 13 steps per rank.
 const SHORT: &str = r#"

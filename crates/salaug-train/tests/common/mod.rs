@@ -1,5 +1,5 @@
-//! What the multi-device and multi-process tests share: the real-data guard and the float and
-//! gradient readers of a model.
+//! What the multi-device and multi-process tests share: the real-data guard, the one-step
+//! config, and the float and gradient readers of a model.
 
 use std::path::Path;
 
@@ -7,6 +7,36 @@ use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use salaug_train::backend::Selected;
+
+/// 8 training images and one batch of 4 per device or rank (two of them): one optimiser step
+/// of plain SGD, whose update the tests compute by hand.
+pub const ONE_STEP: &str = r#"
+seed = 3
+[data]
+dataset = "fashion_mnist"
+train_limit = 8
+test_limit = 4
+[model]
+arch = "small_cnn"
+stem = "small"
+width = 0.25
+[augment]
+kind = "rotation"
+max_degrees = 10.0
+p = 1.0
+[train]
+strategy = "sal"
+epochs = 1
+batch_size = 4
+lr = 0.5
+optimizer = { kind = "sgd", momentum = 0.0, nesterov = false, weight_decay = 0.0 }
+schedule = { kind = "constant" }
+[loss]
+beta = 10.0
+[metrics]
+consistency_images = 2
+held_out_images = 0
+"#;
 
 /// Fails the test with the install command unless real Fashion-MNIST is here.
 pub fn require_data() {
