@@ -664,7 +664,29 @@ impl Member {
             .during("leaving the group", || {
                 burn_collective::finish_collective::<B>(self.peer)
             })
-            .map_err(|e| anyhow::anyhow!("rank {}: leaving the group failed: {e:?}", self.rank()))
+            .map_err(|e| {
+                anyhow::anyhow!("rank {}: leaving the group failed: {e:?}", self.rank())
+            })?;
+        if self.rank() == 0 {
+            // Every rank leaves through the orchestrator, which lives in this process: had rank
+            // 0 ended first, a rank still leaving would wait for an answer that never comes.
+            // A rank has left once its process has ended, closing its tensor service.
+            self.watchdog
+                .during("waiting for the other ranks to leave", || {
+                    while !self.still_here().is_empty() {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                });
+        }
+        Ok(())
+    }
+
+    /// The ranks other than this one whose tensor service still answers.
+    fn still_here(&self) -> Vec<usize> {
+        let peers = self.watchdog.peers.get().map(Vec::as_slice).unwrap_or(&[]);
+        (0..peers.len())
+            .filter(|&r| r != self.rank() && answers(&peers[r]))
+            .collect()
     }
 }
 
@@ -702,23 +724,25 @@ fn silent(rank: usize, peers: Option<&Vec<Endpoint>>) -> String {
     let gone: Vec<String> = peers
         .iter()
         .enumerate()
-        .filter(|(r, _)| *r != rank)
-        .filter(|(_, e)| {
-            let addrs = e
-                .to_string()
-                .to_socket_addrs()
-                .map(|a| a.collect::<Vec<_>>());
-            !addrs.is_ok_and(|a| {
-                a.iter()
-                    .any(|a| TcpStream::connect_timeout(a, Duration::from_secs(1)).is_ok())
-            })
-        })
+        .filter(|&(r, e)| r != rank && !answers(e))
         .map(|(r, e)| format!("rank {r} ({e})"))
         .collect();
     match gone.len() {
         0 => "every rank still answers, but one has not taken part".to_string(),
         _ => format!("{} does not answer: it has stopped", gone.join(", ")),
     }
+}
+
+/// Whether a TCP connection to `e` succeeds within a second.
+fn answers(e: &Endpoint) -> bool {
+    let addrs = e
+        .to_string()
+        .to_socket_addrs()
+        .map(|a| a.collect::<Vec<_>>());
+    addrs.is_ok_and(|a| {
+        a.iter()
+            .any(|a| TcpStream::connect_timeout(a, Duration::from_secs(1)).is_ok())
+    })
 }
 
 /// 64-bit FNV-1a.

@@ -77,11 +77,13 @@ fn salaug() -> Command {
 }
 
 /// A free TCP port on loopback, with the next `n` free too (the ranks' ports), below the
-/// ephemeral range (where the ranks' own outgoing connections take their ports).
+/// ephemeral range (where the ranks' own outgoing connections take their ports). The tests
+/// of this file run in parallel in one process: each call takes its own block of ports.
 fn free_ports(n: u16) -> u16 {
-    let mut port = 20_000 + (std::process::id() % 6_000) as u16;
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 6_000) as u16;
     loop {
-        port += 7;
+        let port = base + 8 * NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if (0..=n).all(|k| std::net::TcpListener::bind(("127.0.0.1", port + k)).is_ok()) {
             return port;
         }
