@@ -22,7 +22,7 @@ fn target_dir() -> PathBuf {
 }
 
 /// The cargo that runs xtask (`$CARGO`), else `cargo`.
-fn cargo_command() -> Command {
+pub fn cargo_command() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 

@@ -47,6 +47,7 @@
 pub mod classifier;
 pub mod distance;
 pub mod error;
+pub mod finite_difference;
 pub mod gradcheck;
 pub mod loss;
 pub mod metrics;
@@ -59,6 +60,7 @@ pub mod second_order;
 pub use classifier::Classifier;
 pub use distance::Distance;
 pub use error::{Error, Result};
+pub use finite_difference::{FiniteDifference, Scheme, SecondOrder};
 pub use loss::{
     invariance_loss, BatchSaliency, FeatureDistance, LossWeights, MapPair, SaliencyLoss,
     SaliencyLossConfig,
@@ -70,7 +72,7 @@ pub use saliency::{
     SaliencyKind, SaliencyMethod, SmoothGrad,
 };
 pub use second_order::{
-    input_gradient, layer_gradient, lift, materialize, relu, ruled_input_gradient, tap,
+    input_gradient, layer_gradient, lift, materialize, max_dim, relu, ruled_input_gradient, tap,
     uses_batch_stats, BatchNormMode, Explain, InputGradient, LayerGradient, Lift, Outer, ReluRule,
     Target,
 };

@@ -112,7 +112,8 @@ impl Reduce {
     /// Reduces axis `dim`, keeping it with size 1.
     fn along<B: Backend, const D: usize>(self, x: Tensor<B, D>, dim: usize) -> Tensor<B, D> {
         match self {
-            Reduce::Max => x.max_dim(dim),
+            // salaug-core's hook: the finite-difference path replays its maximum's position.
+            Reduce::Max => salaug_core::max_dim(x, dim),
             Reduce::Mean => x.mean_dim(dim),
         }
     }

@@ -9,8 +9,10 @@
 //!    label) gives `L_sal` with the maps paired by the augmentation's
 //!    [`salaug_augment::Transfer`] (inverse warp or expected map), and from the same lifted
 //!    forward the logits (for `L_class`, cross-entropy with the soft labels) and features (for
-//!    `L_inv`) tracked at the training level, and the BatchNorm running-statistics update.
-//!    Without `L_sal`, a plain forward at the training level;
+//!    `L_inv`) tracked at the training level, and the BatchNorm running-statistics update
+//!    (with `loss.second_order = { finite_difference = … }`,
+//!    [`salaug_core::SaliencyLoss::of_batch_first_order`] gives the same from first-order
+//!    passes). Without `L_sal`, a plain forward at the training level;
 //! 3. `L = α·L_class + β·L_sal + γ·L_inv`, one backward at the training level. The step's
 //!    measurements stay on the device as one small row per step and are read once per epoch
 //!    ([`crate::tally`]); burn's Learner computes no metrics of its own.
@@ -25,7 +27,9 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use rand::{rngs::StdRng, SeedableRng};
 use salaug_augment::{Augmentation, Labels};
-use salaug_core::{invariance_loss, materialize, BatchNormMode, Classifier, Explain, SaliencyLoss};
+use salaug_core::{
+    invariance_loss, materialize, BatchNormMode, Classifier, Explain, SaliencyLoss, SecondOrder,
+};
 use salaug_models::Model;
 
 use crate::config::{LossConfig, RunConfig, Strategy};
@@ -242,11 +246,17 @@ impl<B: AutodiffBackend> Trainee<B> {
             let explain = Explain::weights(weights.clone())
                 .with_taps(taps)
                 .with_batch_norm(BatchNormMode::BatchUpdating);
-            let out = p
-                .sal_loss
-                .of_batch(self, &loss.method, both, &explain, |s, s_aug| {
-                    transfer.pair(s, s_aug, loss.compare)
-                })?;
+            let pair = |s, s_aug| transfer.pair(s, s_aug, loss.compare);
+            let out = match loss.second_order {
+                SecondOrder::Exact => {
+                    p.sal_loss
+                        .of_batch(self, &loss.method, both, &explain, pair)?
+                }
+                SecondOrder::FiniteDifference(fd) => {
+                    p.sal_loss
+                        .of_batch_first_order(self, &loss.method, both, &explain, fd, pair)?
+                }
+            };
             (out.logits, out.features, Some(out.loss))
         } else {
             let (logits, features) = self.logits_and_features(both, taps)?;

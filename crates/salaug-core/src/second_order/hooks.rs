@@ -1,5 +1,6 @@
-//! The three places where an explaining pass reaches inside a model's forward pass: its ReLUs
-//! ([`relu`]), its named features ([`tap`]) and its BatchNorms' mode ([`uses_batch_stats`]).
+//! The places where an explaining pass reaches inside a model's forward pass: its ReLUs
+//! ([`relu`]), its named features ([`tap`]), its BatchNorms' mode ([`uses_batch_stats`]) and,
+//! for the finite-difference path, its max pooling ([`max_dim`]).
 //!
 //! A model opts in by calling [`relu`] instead of `burn::tensor::activation::relu`, by
 //! passing each named feature through [`tap`] before the rest of the forward uses it, and by
@@ -34,7 +35,7 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
-use burn::tensor::{activation, backend::Backend, Bool, Tensor, TensorPrimitive};
+use burn::tensor::{activation, backend::Backend, Bool, Int, Tensor, TensorPrimitive};
 use serde::{Deserialize, Serialize};
 
 #[cfg(doc)]
@@ -57,8 +58,106 @@ type ReluHook = Box<dyn Fn(&mut dyn Any) -> bool>;
 /// A type-erased action on a named 4-D feature; true when it recognised the tensor.
 type TapHook = Box<dyn FnMut(&str, &mut dyn Any) -> bool>;
 
+/// The activation pattern of one forward pass (which inputs of each [`relu`] are positive,
+/// which element of each [`max_dim`] is the largest), recorded by one pass and imposed on
+/// later ones: the finite-difference path evaluates the score at `x + εv` with the pattern of
+/// `x`, on which the input gradient's derivative is defined (see
+/// [`crate::finite_difference`]).
+#[derive(Default)]
+pub(crate) struct Pattern {
+    /// Replay the recorded choices instead of recording.
+    pub replay: bool,
+    /// One mask (ReLU) or index tensor (maximum) per call, in call order.
+    saved: Vec<Box<dyn Any>>,
+    /// The next recorded choice to replay.
+    at: usize,
+    /// Set when a replaying pass made a call the recording pass did not (another shape or
+    /// another number of calls).
+    pub broken: bool,
+}
+
+impl Pattern {
+    /// Replays from the first recorded choice again.
+    pub fn rewind(&mut self) {
+        self.replay = true;
+        self.at = 0;
+    }
+
+    /// Whether a replaying pass replayed every recorded choice, and nothing else.
+    pub fn replayed_all(&self) -> bool {
+        !self.broken && self.at == self.saved.len()
+    }
+
+    fn next<T: Clone + 'static>(&mut self) -> Option<T> {
+        let found = self
+            .saved
+            .get(self.at)
+            .and_then(|t| t.downcast_ref::<T>())
+            .cloned();
+        self.at += 1;
+        if found.is_none() {
+            self.broken = true;
+        }
+        found
+    }
+}
+
+/// A pattern shared by the passes that record and replay it.
+pub(crate) type SharedPattern = Rc<RefCell<Pattern>>;
+
+/// Runs `f` (forward passes at any level) recording or replaying `pattern`'s choices in every
+/// [`relu`] and [`max_dim`]; the other hooks are off, and the previous ones are restored
+/// afterwards, also on panic.
+pub(crate) fn with_pattern<R>(pattern: &SharedPattern, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Hooks>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take().unwrap_or_default();
+            HOOKS.with(|h| *h.borrow_mut() = previous);
+        }
+    }
+    let hooks = Hooks {
+        pattern: Some(Rc::clone(pattern)),
+        ..Hooks::default()
+    };
+    let _restore = Restore(Some(HOOKS.with(|h| h.replace(hooks))));
+    f()
+}
+
+/// The largest element along `dim` (kept with size 1), for models whose max pooling is
+/// differentiated by the finite-difference path: `Tensor::max_dim`, except in a pass that
+/// records or replays an activation pattern, where the position of the maximum is recorded,
+/// or the recorded position is taken whatever the values.
+pub fn max_dim<B: Backend, const D: usize>(x: Tensor<B, D>, dim: usize) -> Tensor<B, D> {
+    let Some(pattern) = HOOKS.with(|h| h.borrow().pattern.clone()) else {
+        return x.max_dim(dim);
+    };
+    let mut pattern = pattern.borrow_mut();
+    if pattern.replay {
+        match pattern.next::<Tensor<B, D, Int>>() {
+            Some(at) if at.dims() == shape_along(&x, dim) => x.gather(dim, at),
+            _ => {
+                pattern.broken = true;
+                x.max_dim(dim)
+            }
+        }
+    } else {
+        pattern.saved.push(Box::new(x.clone().argmax(dim)));
+        x.max_dim(dim)
+    }
+}
+
+/// The shape of `x` with axis `dim` reduced to 1.
+fn shape_along<B: Backend, const D: usize>(x: &Tensor<B, D>, dim: usize) -> [usize; D] {
+    let mut dims = x.dims();
+    dims[dim] = 1;
+    dims
+}
+
 #[derive(Default)]
 struct Hooks {
+    /// Set in a pass that records or replays an activation pattern.
+    pattern: Option<SharedPattern>,
     relu: Option<ReluHook>,
     tap: Option<TapHook>,
     /// Set in a [`BatchNormMode::Running`] pass: counts the BatchNorms that asked
@@ -73,6 +172,20 @@ thread_local! {
 /// ReLU, for models that support guided backpropagation and DeconvNet: burn's ReLU, except in
 /// a saliency pass that asks for another backward rule (see the module docs).
 pub fn relu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    if let Some(pattern) = HOOKS.with(|h| h.borrow().pattern.clone()) {
+        let mut pattern = pattern.borrow_mut();
+        if pattern.replay {
+            return match pattern.next::<Tensor<B, D, Bool>>() {
+                Some(on) if on.dims() == x.dims() => x.mask_fill(on.bool_not(), 0.0),
+                _ => {
+                    pattern.broken = true;
+                    activation::relu(x)
+                }
+            };
+        }
+        pattern.saved.push(Box::new(x.clone().greater_elem(0.0)));
+        return activation::relu(x);
+    }
     let mut slot = Some(x);
     let hooked = HOOKS.with(|h| match &h.borrow().relu {
         Some(hook) => hook(&mut slot),
@@ -168,6 +281,7 @@ pub(crate) fn with_hooks<B: Backend, R>(
             })
         }),
         running,
+        pattern: None,
     };
     let _restore = Restore(Some(HOOKS.with(|h| h.replace(hooks))));
     f()

@@ -37,7 +37,8 @@ use crate::error::{check_shape, Error, Result};
 
 pub mod hooks;
 
-pub use hooks::{relu, tap, uses_batch_stats, ReluRule};
+pub use hooks::{max_dim, relu, tap, uses_batch_stats, ReluRule};
+pub(crate) use hooks::{with_pattern, SharedPattern};
 
 /// The score a map explains: its input gradient is the map.
 #[derive(Debug, Clone)]
@@ -388,25 +389,36 @@ fn target_score<B: Backend>(
     target: &Target<B>,
     logits: Tensor<Outer<B>, 2>,
 ) -> Result<Tensor<Outer<B>, 1>> {
-    let [batch, _] = logits.dims();
-    match target {
-        Target::Class(classes) => {
-            check_shape(
-                "targets (one class index per image)",
-                &[batch],
-                &classes.dims(),
-            )?;
-            let classes = Tensor::<Outer<B>, 1, Int>::from_inner(classes.clone());
-            Ok(logits.gather(1, classes.reshape([batch, 1])).sum())
-        }
-        Target::Weights(weights) => {
-            check_shape(
-                "score weights (one row of class weights per image)",
-                &logits.dims(),
-                &weights.dims(),
-            )?;
-            let weights = Tensor::<Outer<B>, 2>::from_inner(weights.clone().detach());
-            Ok((logits * weights).sum())
+    let lifted = match target {
+        Target::Class(classes) => Target::Class(Tensor::from_inner(classes.clone())),
+        Target::Weights(weights) => Target::Weights(Tensor::from_inner(weights.clone().detach())),
+    };
+    lifted.score(logits)
+}
+
+impl<B: Backend> Target<B> {
+    /// The score of `logits` `[batch, classes]`: the sum of each image's target logit, or
+    /// `Σ_i Σ_k w[i, k] · logit[i, k]` (the weights constant). Fails if the target does not
+    /// hold one class (or one row of weights) per image.
+    pub fn score(&self, logits: Tensor<B, 2>) -> Result<Tensor<B, 1>> {
+        let [batch, _] = logits.dims();
+        match self {
+            Target::Class(classes) => {
+                check_shape(
+                    "targets (one class index per image)",
+                    &[batch],
+                    &classes.dims(),
+                )?;
+                Ok(logits.gather(1, classes.clone().reshape([batch, 1])).sum())
+            }
+            Target::Weights(weights) => {
+                check_shape(
+                    "score weights (one row of class weights per image)",
+                    &logits.dims(),
+                    &weights.dims(),
+                )?;
+                Ok((logits * weights.clone().detach()).sum())
+            }
         }
     }
 }
@@ -433,37 +445,57 @@ fn has_running_state<B: Backend, M: Lift<B>>(model: &M) -> bool {
     !untrained(&M::Lifted::from_inner(model.clone())).is_empty()
 }
 
-/// Writes the values of `lifted`'s non-trainable floats (BatchNorm's running statistics) into
-/// `model`'s, detached at every level.
-///
-/// burn keeps running statistics in shared cells (`RunningState`): mapping a clone of `model`
-/// writes into the cells that `model` and its other clones share, while the clone's
-/// parameters are dropped. Trainable parameters (those that require a gradient) are left
-/// alone: the lifted copy shares them anyway.
-fn commit_running_state<B: Backend, M: Lift<B>>(model: &M, lifted: &M::Lifted) {
-    struct Values<'a, B: Backend>(&'a HashSet<ParamId>, HashMap<ParamId, TensorPrimitive<B>>);
-    impl<B: Backend> ModuleVisitor<B> for Values<'_, B> {
+/// The values of `model`'s non-trainable floats (BatchNorm's running statistics), detached.
+pub(crate) fn running_state<B: Backend, M: Module<B>>(
+    model: &M,
+) -> HashMap<ParamId, TensorPrimitive<B>> {
+    struct Values<B: Backend>(HashMap<ParamId, TensorPrimitive<B>>);
+    impl<B: Backend> ModuleVisitor<B> for Values<B> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            if self.0.contains(&param.id) {
-                self.1
+            if !param.is_require_grad() {
+                self.0
                     .insert(param.id, param.val().detach().into_primitive());
             }
         }
     }
+    let mut values = Values(HashMap::new());
+    model.visit(&mut values);
+    values.0
+}
+
+/// Writes `values` (by parameter id) into `model`'s non-trainable floats.
+///
+/// burn keeps running statistics in shared cells (`RunningState`): mapping a clone of `model`
+/// writes into the cells that `model` and its other clones share, while the clone's
+/// parameters are dropped. Trainable parameters (those that require a gradient) are left
+/// alone.
+pub(crate) fn set_running_state<B: Backend, M: Module<B>>(
+    model: &M,
+    values: HashMap<ParamId, TensorPrimitive<B>>,
+) {
     struct Write<B: Backend>(HashMap<ParamId, TensorPrimitive<B>>);
     impl<B: Backend> ModuleMapper<B> for Write<B> {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-            match self.0.remove(&param.id) {
-                Some(value) => param.map(|_| Tensor::from_primitive(value)),
-                None => param,
+            match (param.is_require_grad(), self.0.remove(&param.id)) {
+                (false, Some(value)) => param.map(|_| Tensor::from_primitive(value)),
+                _ => param,
             }
         }
     }
+    if values.is_empty() {
+        return;
+    }
+    let _ = model.clone().map(&mut Write(values));
+}
+
+/// Writes the values of `lifted`'s non-trainable floats (BatchNorm's running statistics) into
+/// `model`'s, detached at every level.
+fn commit_running_state<B: Backend, M: Lift<B>>(model: &M, lifted: &M::Lifted) {
     let untrained = untrained(model);
     if untrained.is_empty() {
         return;
     }
-    let mut values = Values(&untrained, HashMap::new());
-    lifted.valid().visit(&mut values);
-    let _ = model.clone().map(&mut Write(values.1));
+    let mut values = running_state(&lifted.valid());
+    values.retain(|id, _| untrained.contains(id));
+    set_running_state(model, values);
 }

@@ -99,11 +99,10 @@ impl<B: Backend> TestNet<B> {
         let x = relu(self.bn1.forward(self.conv1.forward(x))); // [n, 4, h, w]
         let [n, c, h, w] = x.dims();
         // 2×2 max pooling, twice differentiable: reshape + max_dim.
-        let pooled = x
-            .reshape([n, c, h / 2, 2, w / 2, 2])
-            .max_dim(5)
-            .max_dim(3)
-            .reshape([n, c, h / 2, w / 2]);
+        // Through salaug-core's hook, which the finite-difference path records and replays.
+        let windows = x.reshape([n, c, h / 2, 2, w / 2, 2]);
+        let pooled =
+            salaug_core::max_dim(salaug_core::max_dim(windows, 5), 3).reshape([n, c, h / 2, w / 2]);
         let pooled = tap("pool1", pooled);
         let x = tap("conv2", relu(self.conv2.forward(pooled.clone()))); // [n, 5, h/2, w/2]
         (pooled, x)

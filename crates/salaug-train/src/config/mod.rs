@@ -278,6 +278,25 @@ mod tests {
             let err = format!("{:#}", RunConfig::parse(MINIMAL, &extra).unwrap_err());
             assert!(err.contains(key), "{set}: {err}");
         }
+        // The finite-difference L_sal gradient: a bad step, and a method it cannot serve.
+        for (set, key) in [
+            (
+                "loss.second_order = {finite_difference = {step = 0.0}}",
+                "loss.second_order.finite_difference.step",
+            ),
+            (
+                "loss.second_order = {finite_difference = {}}",
+                "loss.second_order = \"exact\"",
+            ),
+        ] {
+            let extra = [
+                "train.strategy = \"sal\"".into(),
+                "loss.method = \"guided_backprop\"".into(),
+                set.into(),
+            ];
+            let err = format!("{:#}", RunConfig::parse(MINIMAL, &extra).unwrap_err());
+            assert!(err.contains(key), "{set}: {err}");
+        }
         let err = RunConfig::parse(
             MINIMAL,
             &[

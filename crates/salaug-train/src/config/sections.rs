@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use salaug_augment::Compare;
-use salaug_core::{FeatureDistance, LossWeights, SaliencyKind, SaliencyLossConfig};
+use salaug_core::{FeatureDistance, LossWeights, SaliencyKind, SaliencyLossConfig, SecondOrder};
 use salaug_models::{Arch, Head, Stem};
 use salaug_spec::measures::{Better, Measure, MEASURES};
 use serde::{Deserialize, Serialize};
@@ -594,6 +594,10 @@ pub struct LossConfig {
     pub taps: Vec<String>,
     /// Feature distance for `L_inv`.
     pub feature_distance: FeatureDistance,
+    /// How `L_sal`'s parameter gradient is computed: `"exact"` (double backpropagation) or
+    /// `{ finite_difference = { step = 1e-4, scheme = "forward" } }` (first-order autodiff;
+    /// the gradient, input × gradient and SmoothGrad around them).
+    pub second_order: SecondOrder,
 }
 
 impl Default for LossConfig {
@@ -605,6 +609,7 @@ impl Default for LossConfig {
             compare: Compare::Auto,
             taps: vec!["pool".into()],
             feature_distance: FeatureDistance::L2,
+            second_order: SecondOrder::Exact,
         }
     }
 }
@@ -615,6 +620,9 @@ impl LossConfig {
         self.weights.validate()?;
         self.saliency.init()?;
         self.method.validate()?;
+        if strategy.saliency() {
+            self.second_order.validate(&self.method)?;
+        }
         if strategy.invariance() && self.taps.is_empty() {
             bail!(
                 "loss.taps is empty but train.strategy = \"{strategy}\" needs features for L_inv"

@@ -8,6 +8,7 @@ mod example;
 mod group;
 mod methods;
 mod peer;
+mod second_order;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -21,6 +22,9 @@ pub enum Bench {
     /// That step with each saliency method against the gradient (writes
     /// `results/bench-methods.md` and `.json`).
     Methods(common::StepArgs),
+    /// The finite-difference L_sal gradient against the exact one: agreement over a sweep of
+    /// steps, step time and peak memory (writes `results/bench-second-order.md`, `.json`).
+    SecondOrder(common::StepArgs),
     /// Training throughput of one process against `salaug launch --local N` with the same
     /// threads, and the group's all-reduce traffic (writes `results/bench-group.md`, `.json`).
     Group(group::GroupArgs),
@@ -42,6 +46,7 @@ pub fn handle(bench: Bench) -> Result<()> {
     match bench {
         Bench::Peer(args) => peer::handle(args),
         Bench::Methods(args) => methods::handle(args),
+        Bench::SecondOrder(args) => second_order::handle(args),
         Bench::Group(args) => group::handle(args),
         Bench::Conv(args) => example::handle("salaug-train", "bench_conv", args),
         Bench::Layers(args) => example::handle("salaug-train", "bench_layers", args),
