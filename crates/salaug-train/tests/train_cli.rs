@@ -579,6 +579,48 @@ fn a_non_finite_loss_stops_the_run_at_its_step_naming_the_term() {
     assert!(!dir.join("model.mpk").exists());
 }
 
+/// `sal` with the finite-difference L_sal gradient trains end to end through `salaug train`
+/// (a finite, non-zero L_sal in every row, the result written); a method it cannot serve is a
+/// config error before training, naming the key to change.
+#[test]
+fn the_finite_difference_path_trains_end_to_end() {
+    require_data();
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("fd");
+    let small = [
+        "data.train_limit=400",
+        "data.test_limit=100",
+        "train.strategy=\"sal\"",
+    ];
+    let fd = "loss.second_order={finite_difference={}}";
+    let out = train(&dir, &[small[0], small[1], small[2], fd]);
+    ok(&out);
+    let rows = read_metrics(&dir).unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert!(r.train_sal.is_finite() && r.train_sal > 0.0, "{r:?}");
+    }
+    // Ten classes: chance is 0.1.
+    assert!(rows[1].test_acc > 0.2, "{:?}", rows[1]);
+    assert!(dir.join("result.csv").exists());
+    let bad = tmp.path().join("bad");
+    let out = train(
+        &bad,
+        &[
+            small[0],
+            small[1],
+            small[2],
+            fd,
+            "loss.method=\"guided_backprop\"",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("loss.second_order = \"exact\""), "{err}");
+    assert!(!bad.join("metrics.csv").exists());
+}
+
 #[test]
 fn corrupt_data_and_bad_config_give_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
