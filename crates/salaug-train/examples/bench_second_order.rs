@@ -111,7 +111,11 @@ fn main() -> anyhow::Result<()> {
         let batch: Batch<AD> =
             ImageBatcher::new(data.train.clone()).make((0..n).collect(), &device);
         let mut optim = SgdConfig::new().init();
-        for weights in ["initial", "trained"] {
+        let states: &[&str] = match trained {
+            0 => &["initial"],
+            _ => &["initial", "trained"],
+        };
+        for &weights in states {
             if weights == "trained" {
                 for _ in 0..trained {
                     let grads = model.losses(&batch)?.total.backward();
