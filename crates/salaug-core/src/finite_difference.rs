@@ -39,7 +39,7 @@ use burn::tensor::{backend::AutodiffBackend, Distribution, ElementConversion, Te
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::loss::{BatchSaliency, MapPair, SaliencyLoss};
+use crate::loss::{check_pairs, BatchSaliency, MapPair, SaliencyLoss};
 use crate::saliency::SaliencyKind;
 use crate::second_order::{
     running_state, set_running_state, with_pattern, BatchNormMode, Explain, SharedPattern,
@@ -202,15 +202,8 @@ impl SaliencyLoss {
             }
             .into());
         }
+        check_pairs(&images.dims())?;
         let [both, channels, height, width] = images.dims();
-        if both == 0 || both % 2 != 0 {
-            return Err(Error::Shape {
-                what: "saliency batch [x; T(x)] (an even, non-zero number of images)",
-                expected: vec![2 * both.div_ceil(2).max(1), channels, height, width],
-                got: vec![both, channels, height, width],
-            }
-            .into());
-        }
         let images = images.detach();
         let device = images.device();
         // The images each copy explains (SmoothGrad's noise drawn as `SmoothGrad` draws it).

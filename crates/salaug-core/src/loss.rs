@@ -188,15 +188,7 @@ impl SaliencyLoss {
         S: SaliencyMethod,
         E: From<Error>,
     {
-        let [both, channels, height, width] = images.dims();
-        if both == 0 || both % 2 != 0 {
-            return Err(Error::Shape {
-                what: "saliency batch [x; T(x)] (an even, non-zero number of images)",
-                expected: vec![2 * both.div_ceil(2).max(1), channels, height, width],
-                got: vec![both, channels, height, width],
-            }
-            .into());
-        }
+        check_pairs(&images.dims())?;
         let out = method.attribute(model, images, explain)?;
         let halves = self.reduce(out.maps).chunk(2, 0);
         let [originals, augmented] = [halves[0].clone(), halves[1].clone()];
@@ -213,6 +205,19 @@ impl SaliencyLoss {
             features: out.features,
         })
     }
+}
+
+/// Checks that a saliency batch `[x; T(x)]` of `dims` holds an even, non-zero number of images.
+pub(crate) fn check_pairs(dims: &[usize; 4]) -> Result<()> {
+    let [both, channels, height, width] = *dims;
+    if both == 0 || both % 2 != 0 {
+        return Err(Error::Shape {
+            what: "saliency batch [x; T(x)] (an even, non-zero number of images)",
+            expected: vec![2 * both.div_ceil(2).max(1), channels, height, width],
+            got: vec![both, channels, height, width],
+        });
+    }
+    Ok(())
 }
 
 /// The distance used by the feature-invariance loss L_inv.

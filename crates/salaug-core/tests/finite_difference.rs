@@ -217,24 +217,7 @@ fn on_a_relu_batch_norm_network_the_gradient_matches_the_exact_one() {
 fn only_the_training_forward_moves_the_running_statistics() {
     let device = Default::default();
     let (images, y) = flip_batch(29);
-    let stats = |m: &TestNet<GB>| {
-        let mut v = m
-            .bn1
-            .running_mean
-            .value_sync()
-            .into_data()
-            .to_vec::<f64>()
-            .unwrap();
-        v.extend(
-            m.bn1
-                .running_var
-                .value_sync()
-                .into_data()
-                .to_vec::<f64>()
-                .unwrap(),
-        );
-        v
-    };
+    let stats = common::running_stats::<GB>;
     let method = SaliencyKind::Gradient;
     let updating = Explain::class(y.clone()).with_batch_norm(BatchNormMode::BatchUpdating);
     let exact = TestNet::<GB>::new(5, &device);

@@ -388,24 +388,7 @@ fn training_pass_updates_running_statistics_as_a_forward_does() {
     let (x, y) = batch::<GB>(23, 4, 8, &device);
     let classes = 3;
     let weights = y.one_hot(classes).float();
-    let stats = |m: &TestNet<GB>| {
-        let mut v = m
-            .bn1
-            .running_mean
-            .value_sync()
-            .into_data()
-            .to_vec::<f64>()
-            .unwrap();
-        v.extend(
-            m.bn1
-                .running_var
-                .value_sync()
-                .into_data()
-                .to_vec::<f64>()
-                .unwrap(),
-        );
-        v
-    };
+    let stats = common::running_stats::<GB>;
 
     let reference = TestNet::<GB>::new(5, &device);
     let before = stats(&reference);

@@ -270,6 +270,41 @@ fn relative(a: &[f32], b: &[f32]) -> f64 {
     diff / scale
 }
 
+/// What one training step of a fresh model gives: its logits, L_class, L_sal (when trained),
+/// and every float of the model after the step's forward with its gradient.
+struct Stepped {
+    logits: Vec<f32>,
+    class: f64,
+    sal: Option<f64>,
+    values: Vec<Vec<f32>>,
+    grad: Vec<Option<Vec<f32>>>,
+}
+
+/// One training step (losses and backward, no update) on `batch` of a model built for `sets`.
+fn stepped(d: &Data, batch: &salaug_train::data::Batch<AB>, sets: &[&str]) -> Stepped {
+    let model = built(&config(sets), d).unwrap();
+    let l = model.losses(batch).unwrap();
+    let logits: Vec<f32> = l.logits.clone().into_data().to_vec().unwrap();
+    let (class, sal) = (scalar(l.class.clone()), l.sal.clone().map(scalar));
+    let grads = l.total.backward();
+    // A record syncs the BatchNorm running statistics (burn's RunningState holds a forward's
+    // update per thread until then); the checkpoint holds the synced values.
+    let _ = model.clone().into_record();
+    let mut f = Floats::<AB> {
+        grads: &grads,
+        values: Vec::new(),
+        grad: Vec::new(),
+    };
+    model.visit(&mut f);
+    Stepped {
+        logits,
+        class,
+        sal,
+        values: f.values,
+        grad: f.grad,
+    }
+}
+
 /// `sal` with β = 0 runs the whole saliency path (the lifted forward, both maps, L_sal) but
 /// L_sal carries no gradient: its step must be `ref`'s step. Any systematic difference between
 /// the two in a study (science-audit.md) would be a defect of the path, not of the method. It
@@ -282,28 +317,18 @@ fn sal_at_beta_zero_takes_the_same_step_as_ref() {
     let d = data();
     let batch = ImageBatcher::new(d.train.clone()).make::<AB>((0..8).collect(), &device);
     let step = |strategy: &str, second_order: &str| {
-        let c = config(&[
-            &format!("train.strategy=\"{strategy}\""),
-            "augment={kind=\"rotation\", p=1.0}",
-            "loss.beta=0.0",
-            &format!("loss.second_order={second_order}"),
-        ]);
-        let model = built(&c, &d).unwrap();
-        let l = model.losses(&batch).unwrap();
-        assert_eq!(l.sal.is_some(), strategy == "sal");
-        let logits: Vec<f32> = l.logits.clone().into_data().to_vec().unwrap();
-        let class = scalar(l.class.clone());
-        let grads = l.total.backward();
-        // A record syncs the BatchNorm running statistics (burn's RunningState holds a
-        // forward's update per thread until then); the checkpoint holds the synced values.
-        let _ = model.clone().into_record();
-        let mut f = Floats::<AB> {
-            grads: &grads,
-            values: Vec::new(),
-            grad: Vec::new(),
-        };
-        model.visit(&mut f);
-        (logits, class, f.values, f.grad)
+        let out = stepped(
+            &d,
+            &batch,
+            &[
+                &format!("train.strategy=\"{strategy}\""),
+                "augment={kind=\"rotation\", p=1.0}",
+                "loss.beta=0.0",
+                &format!("loss.second_order={second_order}"),
+            ],
+        );
+        assert_eq!(out.sal.is_some(), strategy == "sal");
+        (out.logits, out.class, out.values, out.grad)
     };
     let (logits_r, class_r, values_r, grad_r) = step("ref", "\"exact\"");
     for second_order in ["\"exact\"", "{finite_difference={}}"] {
@@ -347,30 +372,22 @@ fn the_finite_difference_step_is_the_exact_step() {
     let d = data();
     let batch = ImageBatcher::new(d.train.clone()).make::<AB>((0..8).collect(), &device);
     let step = |second_order: &str| {
-        let c = config(&[
-            "train.strategy=\"sal\"",
-            "augment={kind=\"rotation\", p=1.0}",
-            "loss.beta=1.0",
-            &format!("loss.second_order={second_order}"),
-        ]);
-        let model = built(&c, &d).unwrap();
-        let l = model.losses(&batch).unwrap();
-        let losses = [scalar(l.class.clone()), scalar(l.sal.clone().unwrap())];
-        let grads = l.total.backward();
-        let _ = model.clone().into_record();
-        let mut f = Floats::<AB> {
-            grads: &grads,
-            values: Vec::new(),
-            grad: Vec::new(),
-        };
-        model.visit(&mut f);
-        let flat: Vec<f64> = f
-            .grad
-            .iter()
+        let out = stepped(
+            &d,
+            &batch,
+            &[
+                "train.strategy=\"sal\"",
+                "augment={kind=\"rotation\", p=1.0}",
+                "loss.beta=1.0",
+                &format!("loss.second_order={second_order}"),
+            ],
+        );
+        let losses = [out.class, out.sal.expect("L_sal is trained")];
+        let flat: Vec<f64> = (out.grad.iter())
             .flat_map(|g| g.clone().unwrap_or_default())
             .map(f64::from)
             .collect();
-        (losses, f.values, flat)
+        (losses, out.values, flat)
     };
     let (losses_e, values_e, grad_e) = step("\"exact\"");
     let (losses_f, values_f, grad_f) = step("{finite_difference={}}");

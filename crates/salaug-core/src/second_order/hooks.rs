@@ -109,6 +109,15 @@ pub(crate) type SharedPattern = Rc<RefCell<Pattern>>;
 /// [`relu`] and [`max_dim`]; the other hooks are off, and the previous ones are restored
 /// afterwards, also on panic.
 pub(crate) fn with_pattern<R>(pattern: &SharedPattern, f: impl FnOnce() -> R) -> R {
+    let hooks = Hooks {
+        pattern: Some(Rc::clone(pattern)),
+        ..Hooks::default()
+    };
+    installed(hooks, f)
+}
+
+/// Runs `f` with `hooks` installed, and the previous ones restored afterwards, also on panic.
+fn installed<R>(hooks: Hooks, f: impl FnOnce() -> R) -> R {
     struct Restore(Option<Hooks>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -116,10 +125,6 @@ pub(crate) fn with_pattern<R>(pattern: &SharedPattern, f: impl FnOnce() -> R) ->
             HOOKS.with(|h| *h.borrow_mut() = previous);
         }
     }
-    let hooks = Hooks {
-        pattern: Some(Rc::clone(pattern)),
-        ..Hooks::default()
-    };
     let _restore = Restore(Some(HOOKS.with(|h| h.replace(hooks))));
     f()
 }
@@ -241,13 +246,6 @@ pub(crate) fn with_hooks<B: Backend, R>(
     running: Option<Rc<Cell<usize>>>,
     f: impl FnOnce() -> R,
 ) -> R {
-    struct Restore(Option<Hooks>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let previous = self.0.take().unwrap_or_default();
-            HOOKS.with(|h| *h.borrow_mut() = previous);
-        }
-    }
     let hooks = Hooks {
         relu: rule.map(|(rule, count)| -> ReluHook {
             Box::new(move |slot: &mut dyn Any| {
@@ -283,8 +281,7 @@ pub(crate) fn with_hooks<B: Backend, R>(
         running,
         pattern: None,
     };
-    let _restore = Restore(Some(HOOKS.with(|h| h.replace(hooks))));
-    f()
+    installed(hooks, f)
 }
 
 /// Applies the ReLU with backward rule `rule` if `slot` holds a `D`-dimensional tensor of the

@@ -151,6 +151,14 @@ impl<B: Backend> Classifier<B> for TestNet<B> {
 
 salaug_core::impl_lift!(TestNet);
 
+/// The BatchNorm running statistics of `model` (mean, then variance), synced.
+pub fn running_stats<B: Backend>(model: &TestNet<B>) -> Vec<f64> {
+    let values = |t: Tensor<B, 1>| t.into_data().convert::<f64>().to_vec::<f64>().unwrap();
+    let mut v = values(model.bn1.running_mean.value_sync());
+    v.extend(values(model.bn1.running_var.value_sync()));
+    v
+}
+
 /// Seeded images `[n, 3, size, size]` in [-1, 1] and labels.
 pub fn batch<B: Backend>(
     seed: u64,
