@@ -73,7 +73,7 @@ pub use saliency::{
 };
 pub use second_order::{
     input_gradient, layer_gradient, lift, materialize, max_dim, relu, ruled_input_gradient, tap,
-    uses_batch_stats, BatchNormMode, Explain, InputGradient, LayerGradient, Lift, Outer, ReluRule,
+    uses_batch_stats, AutodiffBase, BatchNormMode, Explain, InputGradient, LayerGradient, Lift, Outer, ReluRule,
     Target,
 };
 

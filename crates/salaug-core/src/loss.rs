@@ -9,7 +9,7 @@ use crate::normalize::MapNorm;
 use crate::reduce::ChannelReduction;
 use crate::saliency::SaliencyMethod;
 use crate::second_order::Explain;
-use crate::second_order::Lift;
+use crate::second_order::{AutodiffBase, Lift};
 
 /// Settings of the saliency loss L_sal.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -183,7 +183,7 @@ impl SaliencyLoss {
         pair: impl FnOnce(Tensor<B, 4>, Tensor<B, 4>) -> core::result::Result<MapPair<B>, E>,
     ) -> core::result::Result<BatchSaliency<B>, E>
     where
-        B: Backend,
+        B: AutodiffBase,
         M: Lift<B>,
         S: SaliencyMethod,
         E: From<Error>,

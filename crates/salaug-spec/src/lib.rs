@@ -8,12 +8,14 @@ pub mod data;
 pub mod measures;
 pub mod metrics;
 pub mod paper;
+pub mod step;
 pub mod table;
 pub mod timing;
 
 pub use measures::{Measure, MEASURES};
 pub use metrics::{EpochMetrics, HeldOut, MetricsError};
 pub use paper::PaperFigures;
+pub use step::StepAgreement;
 pub use table::{Cell, Mode, SpecError, TableSpec};
 pub use timing::StepTiming;
 

@@ -249,6 +249,13 @@ fn run(cli: Cli) -> Result<()> {
                 config.train.devices = devices;
             }
             let devices = salaug_train::backend::parse_devices(&config.train.devices)?;
+            if group.is_some() && devices.len() > 1 {
+                anyhow::bail!(
+                    "train.devices = {:?}: a rank of a group (--world) trains on one device; \
+                     start one rank per device instead",
+                    config.train.devices
+                );
+            }
             let run_dir = salaug_train::run::RunDir::lock(&dir)?;
             init_logging(Some(&dir.join("train.log")))?;
             let member = match group {

@@ -12,6 +12,7 @@
 //! All but [`consistency`] run the model in evaluation mode (BatchNorm with running
 //! statistics), the maps included ([`BatchNormMode::Running`]).
 
+use salaug_core::AutodiffBase;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -59,7 +60,7 @@ pub fn panel() -> Vec<Augmentation> {
 /// Lower is more consistent. BatchNorm uses batch statistics here, as in the training step's
 /// saliency pass. The backend's generator is seeded per chunk, so a method that draws noise
 /// (SmoothGrad) is a deterministic function of the weights here; the next epoch reseeds it.
-pub fn consistency<B: Backend>(
+pub fn consistency<B: AutodiffBase>(
     model: &Trainee<B>,
     method: &SaliencyKind,
     set: &Arc<Images>,
@@ -185,7 +186,7 @@ pub(crate) fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 /// the run's augmentation. Every random draw (the augmentation's and the panel's parameters,
 /// the random pixel orders) is seeded by the chunk, so two runs are measured on the same
 /// transformed images.
-pub fn held_out<B: Backend>(
+pub fn held_out<B: AutodiffBase>(
     model: &Trainee<B>,
     set: &Arc<Images>,
     augment: &Augmentation,

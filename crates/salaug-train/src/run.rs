@@ -30,6 +30,7 @@
 //! test set. `train.keep` and `train.early_stop` choose from `metrics.csv`'s rows
 //! ([`crate::select`]), so a resumed run keeps and stops as an uninterrupted one would.
 
+use salaug_core::AutodiffBase;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,7 +43,7 @@ use burn::optim::Optimizer;
 use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::train::checkpoint::KeepLastNCheckpoints;
-use burn::train::{ExecutionStrategy, Interrupter, Learner, MultiDeviceOptim, SupervisedTraining};
+use burn::train::{ExecutionStrategy, Interrupter, Learner, SupervisedTraining};
 use salaug_spec::EpochMetrics;
 
 use crate::config::Keep;
@@ -164,7 +165,7 @@ pub fn resolve(
 /// directory ([`crate::group::Group::rank_dir`]) and `devices` names one device; rank 0
 /// writes the run's metrics and final model, the other ranks only their checkpoints, and the
 /// returned metrics are rank 0's (empty on the other ranks).
-pub fn train<B: Backend>(
+pub fn train<B: AutodiffBase>(
     mut config: RunConfig,
     dir: &RunDir,
     resume: bool,
@@ -348,7 +349,7 @@ struct Epochs<'a, B: Backend> {
     group: Option<&'a Arc<Member>>,
 }
 
-impl<B: Backend> WithOptimizer<Autodiff<B>, Trainee<Autodiff<B>>> for Epochs<'_, B> {
+impl<B: AutodiffBase> WithOptimizer<Autodiff<B>, Trainee<Autodiff<B>>> for Epochs<'_, B> {
     type Output = Result<()>;
     fn run<O>(self, make: impl Fn() -> O) -> Result<()>
     where
@@ -367,6 +368,29 @@ impl<B: Backend> WithOptimizer<Autodiff<B>, Trainee<Autodiff<B>>> for Epochs<'_,
 }
 
 #[allow(clippy::too_many_arguments)]
+/// burn's strategy for several devices of one process: MultiDevice (one worker thread per
+/// device; the gradients moved to the first device and summed, one optimiser step there).
+#[cfg(not(feature = "cuda-ddp"))]
+fn several_devices<B: AutodiffBase>(devices: &[B::Device]) -> ExecutionStrategy<Autodiff<B>> {
+    use burn::train::MultiDeviceOptim;
+    ExecutionStrategy::multi(devices.to_vec(), MultiDeviceOptim::OptimMainDevice)
+}
+
+/// burn's strategy for several devices of one process in the `cuda-ddp` build: DDP (one
+/// worker thread and optimiser per GPU; each gradient all-reduced through NCCL inside the
+/// backward, as a sum). The step scales its loss by 1/devices as for MultiDevice, so the
+/// update is the same: the mean of the devices' gradients.
+#[cfg(feature = "cuda-ddp")]
+fn several_devices<B: AutodiffBase>(devices: &[B::Device]) -> ExecutionStrategy<Autodiff<B>> {
+    use burn::tensor::backend::distributed::{DistributedConfig, ReduceOperation};
+    ExecutionStrategy::ddp(
+        devices.to_vec(),
+        DistributedConfig {
+            all_reduce_op: ReduceOperation::Sum,
+        },
+    )
+}
+
 fn epochs<B, O>(
     config: &RunConfig,
     data: &Data,
@@ -377,7 +401,7 @@ fn epochs<B, O>(
     optimizer: impl Fn() -> O,
 ) -> Result<()>
 where
-    B: Backend,
+    B: AutodiffBase,
     O: Optimizer<Trainee<Autodiff<B>>, Autodiff<B>> + 'static,
 {
     let t = &config.train;
@@ -444,10 +468,7 @@ where
             training = training.checkpoint(epoch - 1);
         }
         if devices.len() > 1 {
-            training = training.with_training_strategy(
-                ExecutionStrategy::multi(devices.to_vec(), MultiDeviceOptim::OptimMainDevice)
-                    .into(),
-            );
+            training = training.with_training_strategy(several_devices::<B>(devices).into());
         }
         let result = training.launch(Learner::new(model, optimizer(), scheduler));
         let mut trained = result.model;
@@ -585,7 +606,7 @@ where
 /// epochs were measured on a validation split, the kept model's measures on the test set.
 /// `last` is the last epoch's model when it is in memory (else it is read from its
 /// checkpoint).
-fn finish<B: Backend>(
+fn finish<B: AutodiffBase>(
     config: &RunConfig,
     data: &Data,
     dir: &Path,
@@ -708,7 +729,7 @@ fn group_tally<B: Backend>(g: &Member, tr: &Tally, device: &B::Device) -> Result
 /// cannot train (an augmentation without the comparison asked for, a feature tap or Grad-CAM
 /// layer the model lacks, a shape that does not fit) is reported as an error instead of a
 /// panic mid-run.
-fn preflight<B: Backend>(config: &RunConfig, data: &Data, device: &B::Device) -> Result<()> {
+fn preflight<B: AutodiffBase>(config: &RunConfig, data: &Data, device: &B::Device) -> Result<()> {
     let model = build_model::<Autodiff<B>>(config, data, device)?;
     if data.train.len() < 2 || data.test.is_empty() {
         bail!(

@@ -15,6 +15,7 @@
 //! runs in evaluation mode (BatchNorm with running statistics), the maps included, so each
 //! image's map depends on that image only.
 
+use salaug_core::AutodiffBase;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -61,7 +62,7 @@ fn write_png(path: &Path, img: image::RgbImage) -> Result<()> {
 
 /// Predicted classes of `x` and the |maps| (max over channels) of `method` for them, in
 /// evaluation mode; `[n·h·w]`.
-fn maps_of<B: Backend>(
+fn maps_of<B: AutodiffBase>(
     model: &Trainee<B>,
     method: &SaliencyKind,
     x: Tensor<B, 4>,
@@ -169,7 +170,7 @@ fn gather(data: &Data, files: &[PathBuf], test: usize) -> Result<(Images, Vec<St
 /// `transform` names the panel transform of the warped-back column. With `methods`, also
 /// `methods.png` (with `methods.txt`). Returns the number of PNG files written.
 #[allow(clippy::too_many_arguments)]
-pub fn write_maps<B: Backend>(
+pub fn write_maps<B: AutodiffBase>(
     runs: &[(String, Trainee<B>)],
     data: &Data,
     files: &[PathBuf],
@@ -281,7 +282,7 @@ pub fn write_maps<B: Backend>(
 
 /// `methods.png` and `methods.txt`: per image, the image and each run's map for each method
 /// (each run explains its own predicted classes, `predictions`).
-fn write_method_grid<B: Backend>(
+fn write_method_grid<B: AutodiffBase>(
     runs: &[(String, Trainee<B>)],
     predictions: &[Tensor<B, 1, Int>],
     methods: &[SaliencyKind],

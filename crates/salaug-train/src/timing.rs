@@ -11,6 +11,7 @@
 //! are loaded: the baseline is the resident set then, and the peak high-water mark is reset
 //! there (Linux), so the peak covers the model, the optimiser and the steps.
 
+use salaug_core::AutodiffBase;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Result};
@@ -27,7 +28,7 @@ use crate::trainee::build_model;
 use crate::trainee::Trainee;
 
 /// Times `warmup` untimed and then `iters` timed training steps of `config`.
-pub fn time_steps<B: Backend>(
+pub fn time_steps<B: AutodiffBase>(
     config: RunConfig,
     warmup: usize,
     iters: usize,
@@ -99,7 +100,7 @@ struct Steps<'a, B: Backend> {
     device: &'a B::Device,
 }
 
-impl<B: Backend> WithOptimizer<Autodiff<B>, Trainee<Autodiff<B>>> for Steps<'_, B> {
+impl<B: AutodiffBase> WithOptimizer<Autodiff<B>, Trainee<Autodiff<B>>> for Steps<'_, B> {
     /// Per-step wall times (ms) and the process's CPU use over the timed steps.
     type Output = Result<(Vec<f64>, Option<f64>)>;
 

@@ -17,6 +17,7 @@
 //!    measurements stay on the device as one small row per step and are read once per epoch
 //!    ([`crate::tally`]); burn's Learner computes no metrics of its own.
 
+use salaug_core::AutodiffBase;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 
@@ -216,7 +217,7 @@ impl<B: Backend> Trainee<B> {
     }
 }
 
-impl<B: AutodiffBackend> Trainee<B> {
+impl<B: AutodiffBackend + AutodiffBase> Trainee<B> {
     /// The losses of one training step (steps 1–2 of the module docs); no backward.
     pub fn losses(&self, batch: &Batch<B>) -> anyhow::Result<StepLosses<B>> {
         self.losses_of(self.prepare(batch)?)
@@ -296,7 +297,7 @@ pub fn correct<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> 
     pred.equal(targets).float().sum()
 }
 
-impl<B: AutodiffBackend> TrainStep for Trainee<B> {
+impl<B: AutodiffBackend + AutodiffBase> TrainStep for Trainee<B> {
     type Input = Batch<B>;
     type Output = ();
 
@@ -306,9 +307,14 @@ impl<B: AutodiffBackend> TrainStep for Trainee<B> {
     /// main device's) update the BatchNorm running statistics, as DDP keeps rank 0's: the
     /// other devices train on a copy whose running statistics are their own and dropped, so
     /// the statistics do not depend on which worker thread writes first.
+    ///
+    /// In the `cuda-ddp` build (burn's DDP: each GPU's worker holds its own replica, whose
+    /// parameters are marked for the all-reduce) every shard steps its own replica, since a
+    /// copy's gradients would never reach the all-reduce; the running statistics are then
+    /// burn's, the mean over the workers' values.
     fn step(&self, batch: Batch<B>) -> TrainOutput<()> {
         let private;
-        let model = if batch.shard == 0 {
+        let model = if batch.shard == 0 || cfg!(feature = "cuda-ddp") {
             self
         } else {
             private = Trainee::from_inner(self.valid());

@@ -1,10 +1,10 @@
 //! DeconvNet (Zeiler & Fergus 2014, <https://arxiv.org/abs/1311.2901>).
 
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{Tensor};
 
 use super::{Attribution, Explain, SaliencyMethod};
 use crate::error::Result;
-use crate::second_order::{ruled_input_gradient, Lift, ReluRule};
+use crate::second_order::{ruled_input_gradient, AutodiffBase, Lift, ReluRule};
 
 /// The input gradient with every ReLU passing back the positive part of its incoming gradient,
 /// whatever its forward input was: `R_in = (R > 0)·R` (the paper's eq. 4,
@@ -16,7 +16,7 @@ use crate::second_order::{ruled_input_gradient, Lift, ReluRule};
 pub struct DeconvNet;
 
 impl SaliencyMethod for DeconvNet {
-    fn attribute<B: Backend, M: Lift<B>>(
+    fn attribute<B: AutodiffBase, M: Lift<B>>(
         &self,
         model: &M,
         images: Tensor<B, 4>,

@@ -1,12 +1,12 @@
 //! Grad-CAM (Selvaraju et al. 2017, <https://arxiv.org/abs/1610.02391>).
 
-use burn::tensor::{activation::relu, backend::Backend, Tensor};
+use burn::tensor::{activation::relu, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::{Attribution, Explain, SaliencyMethod};
 use crate::error::{Error, Result};
 use crate::resample::resize_bilinear;
-use crate::second_order::{layer_gradient, Lift};
+use crate::second_order::{layer_gradient, AutodiffBase, Lift};
 
 /// The class activation map of a feature `A` (`[batch, K, h, w]`): channel weights
 /// `α_k = mean_{i,j} ∂score/∂A_k[i, j]`, then `ReLU(Σ_k α_k·A_k)`, resized to the input with
@@ -35,7 +35,7 @@ impl GradCam {
 }
 
 impl SaliencyMethod for GradCam {
-    fn attribute<B: Backend, M: Lift<B>>(
+    fn attribute<B: AutodiffBase, M: Lift<B>>(
         &self,
         model: &M,
         images: Tensor<B, 4>,

@@ -1,10 +1,10 @@
 //! Guided backpropagation (Springenberg et al. 2015, <https://arxiv.org/abs/1412.6806>).
 
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{Tensor};
 
 use super::{Attribution, Explain, SaliencyMethod};
 use crate::error::Result;
-use crate::second_order::{ruled_input_gradient, Lift, ReluRule};
+use crate::second_order::{ruled_input_gradient, AutodiffBase, Lift, ReluRule};
 
 /// The input gradient with every ReLU passing back only positive gradient where its input was
 /// positive: `R_in = (f > 0)·(R > 0)·R` (the paper's eq. 4, [`ReluRule::Guided`]).
@@ -16,7 +16,7 @@ use crate::second_order::{ruled_input_gradient, Lift, ReluRule};
 pub struct GuidedBackprop;
 
 impl SaliencyMethod for GuidedBackprop {
-    fn attribute<B: Backend, M: Lift<B>>(
+    fn attribute<B: AutodiffBase, M: Lift<B>>(
         &self,
         model: &M,
         images: Tensor<B, 4>,

@@ -1,10 +1,10 @@
 //! Guided Grad-CAM (Selvaraju et al. 2017): the guided map weighted by the class activation map.
 
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{Tensor};
 
 use super::{Attribution, Explain, GradCam, GuidedBackprop, SaliencyMethod};
 use crate::error::Result;
-use crate::second_order::Lift;
+use crate::second_order::{AutodiffBase, Lift};
 
 /// [`GuidedBackprop`]'s map multiplied pixel by pixel by [`GradCam`]'s (resized to the input),
 /// from two passes one level up. The logits and features are those of the guided pass, and
@@ -13,7 +13,7 @@ use crate::second_order::Lift;
 pub struct GuidedGradCam(pub GradCam);
 
 impl SaliencyMethod for GuidedGradCam {
-    fn attribute<B: Backend, M: Lift<B>>(
+    fn attribute<B: AutodiffBase, M: Lift<B>>(
         &self,
         model: &M,
         images: Tensor<B, 4>,

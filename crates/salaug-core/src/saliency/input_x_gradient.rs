@@ -1,17 +1,17 @@
 //! Gradient × input (Shrikumar et al. 2016, <https://arxiv.org/abs/1605.01713>).
 
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{Tensor};
 
 use super::{Attribution, Explain, SaliencyMethod};
 use crate::error::Result;
-use crate::second_order::{input_gradient, Lift};
+use crate::second_order::{input_gradient, AutodiffBase, Lift};
 
 /// The input gradient of the target score multiplied element-wise by the input.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct InputXGradient;
 
 impl SaliencyMethod for InputXGradient {
-    fn attribute<B: Backend, M: Lift<B>>(
+    fn attribute<B: AutodiffBase, M: Lift<B>>(
         &self,
         model: &M,
         images: Tensor<B, 4>,

@@ -29,7 +29,7 @@ use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::second_order::{Explain, Lift};
+use crate::second_order::{Explain, AutodiffBase, Lift};
 
 /// Raw saliency maps plus what the same forward pass produced.
 #[derive(Debug, Clone)]
@@ -62,7 +62,7 @@ pub trait SaliencyMethod {
     /// # Shapes
     /// - `images`: `[batch, channels, height, width]`
     /// - maps: same shape as `images` (one channel for [`GradCam`])
-    fn attribute<B: Backend, M: Lift<B>>(
+    fn attribute<B: AutodiffBase, M: Lift<B>>(
         &self,
         model: &M,
         images: Tensor<B, 4>,
@@ -71,7 +71,7 @@ pub trait SaliencyMethod {
 }
 
 impl<S: SaliencyMethod + ?Sized> SaliencyMethod for Box<S> {
-    fn attribute<B: Backend, M: Lift<B>>(
+    fn attribute<B: AutodiffBase, M: Lift<B>>(
         &self,
         model: &M,
         images: Tensor<B, 4>,
@@ -256,7 +256,7 @@ impl<'de> Deserialize<'de> for SaliencyKind {
 }
 
 impl SaliencyMethod for SaliencyKind {
-    fn attribute<B: Backend, M: Lift<B>>(
+    fn attribute<B: AutodiffBase, M: Lift<B>>(
         &self,
         model: &M,
         images: Tensor<B, 4>,

@@ -1,11 +1,11 @@
 //! SmoothGrad (Smilkov et al. 2017, <https://arxiv.org/abs/1706.03825>): a wrapper over any method.
 
-use burn::tensor::{backend::Backend, Distribution, Tensor};
+use burn::tensor::{Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::{Attribution, Explain, SaliencyMethod};
 use crate::error::{Error, Result};
-use crate::second_order::Lift;
+use crate::second_order::{AutodiffBase, Lift};
 
 /// Averages the maps of `samples` noisy copies of the images (Gaussian noise with standard
 /// deviation `noise_level × (max − min)` of each image).
@@ -73,7 +73,7 @@ impl<S> SmoothGrad<S> {
 }
 
 impl<S: SaliencyMethod> SaliencyMethod for SmoothGrad<S> {
-    fn attribute<B: Backend, M: Lift<B>>(
+    fn attribute<B: AutodiffBase, M: Lift<B>>(
         &self,
         model: &M,
         images: Tensor<B, 4>,

@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(doc)]
 use super::BatchNormMode;
-use super::Outer;
+use super::{AutodiffBase, Outer};
 
 /// The backward rule of ReLU in a saliency pass (the paper's eq. 4, with `f` the ReLU's input
 /// and `R` the gradient arriving from above).
@@ -240,7 +240,7 @@ pub(crate) type Captured<B> = Rc<RefCell<Option<Result<Tensor<Outer<B>, 4>, ()>>
 /// an outer leaf that is stored in `layer.1` (`Err(())` when the forward tapped that name
 /// twice), and, if `running` is given, every BatchNorm that asks [`uses_batch_stats`] in
 /// evaluation mode (counted there). The previous hooks are restored afterwards, also on panic.
-pub(crate) fn with_hooks<B: Backend, R>(
+pub(crate) fn with_hooks<B: AutodiffBase, R>(
     rule: Option<(ReluRule, Rc<Cell<usize>>)>,
     layer: Option<(&str, Captured<B>)>,
     running: Option<Rc<Cell<usize>>>,

@@ -135,11 +135,31 @@ impl<'a, B: Backend> Explain<'a, B> {
 /// The backend one autodiff level above `B`.
 pub type Outer<B> = Autodiff<B>;
 
+/// A backend that `Autodiff` makes an autodiff backend in this build: every backend, or, when
+/// burn's `distributed` feature is on (salaug-core's `distributed`, the `cuda-ddp` build), the
+/// backends that implement burn's `DistributedBackend` (CUDA; not Flex or NdArray). The
+/// functions that run a model one level up ([`Outer`]) ask for it instead of `Backend`, so one
+/// source serves both builds.
+#[cfg(not(feature = "distributed"))]
+pub trait AutodiffBase: Backend {}
+#[cfg(not(feature = "distributed"))]
+impl<B: Backend> AutodiffBase for B {}
+
+/// A backend that `Autodiff` makes an autodiff backend in this build: every backend, or, when
+/// burn's `distributed` feature is on (salaug-core's `distributed`, the `cuda-ddp` build), the
+/// backends that implement burn's `DistributedBackend` (CUDA; not Flex or NdArray). The
+/// functions that run a model one level up ([`Outer`]) ask for it instead of `Backend`, so one
+/// source serves both builds.
+#[cfg(feature = "distributed")]
+pub trait AutodiffBase: burn::tensor::backend::distributed::DistributedBackend {}
+#[cfg(feature = "distributed")]
+impl<B: burn::tensor::backend::distributed::DistributedBackend> AutodiffBase for B {}
+
 /// A classifier that can run one autodiff level up while sharing its parameters.
 ///
 /// For a model `Net<B>` written generically over the backend, implement it with
 /// [`impl_lift!`](crate::impl_lift): `salaug_core::impl_lift!(Net);`.
-pub trait Lift<B: Backend>: Classifier<B> + Clone {
+pub trait Lift<B: AutodiffBase>: Classifier<B> + Clone {
     /// The same model type on `Autodiff<B>`.
     type Lifted: Classifier<Outer<B>> + AutodiffModule<Outer<B>, InnerModule = Self>;
 }
@@ -148,7 +168,7 @@ pub trait Lift<B: Backend>: Classifier<B> + Clone {
 #[macro_export]
 macro_rules! impl_lift {
     ($name:ident) => {
-        impl<B: ::burn::tensor::backend::Backend> $crate::second_order::Lift<B> for $name<B> {
+        impl<B: $crate::second_order::AutodiffBase> $crate::second_order::Lift<B> for $name<B> {
             type Lifted = $name<$crate::second_order::Outer<B>>;
         }
     };
@@ -184,7 +204,7 @@ impl<B: Backend> ModuleMapper<Outer<B>> for UntrackOuter {
 /// Parameters are constants at the outer level: an outer backward computes gradients with
 /// respect to the outer leaves you create (the images) only, and every result keeps its
 /// `B`-level graph back to the parameters.
-pub fn lift<B: Backend, M: Lift<B>>(model: &M) -> M::Lifted {
+pub fn lift<B: AutodiffBase, M: Lift<B>>(model: &M) -> M::Lifted {
     materialize(model);
     M::Lifted::from_inner(model.clone()).map(&mut UntrackOuter)
 }
@@ -218,7 +238,7 @@ pub struct InputGradient<B: Backend> {
 /// `images` may be constants or tracked tensors of level `B`; the outer level treats them as
 /// leaves. Fails if the target does not hold one class (or one row of weights) per image, or a
 /// tap is unknown.
-pub fn input_gradient<B: Backend, M: Lift<B>>(
+pub fn input_gradient<B: AutodiffBase, M: Lift<B>>(
     model: &M,
     images: Tensor<B, 4>,
     explain: &Explain<'_, B>,
@@ -230,7 +250,7 @@ pub fn input_gradient<B: Backend, M: Lift<B>>(
 /// DeconvNet) in every ReLU the model computes with [`hooks::relu`]; the forward pass, the
 /// logits, the features and the level-`B` graph are the model's own. Fails if the forward
 /// computed no ReLU through the hook (the map would silently be the plain gradient).
-pub fn ruled_input_gradient<B: Backend, M: Lift<B>>(
+pub fn ruled_input_gradient<B: AutodiffBase, M: Lift<B>>(
     model: &M,
     images: Tensor<B, 4>,
     explain: &Explain<'_, B>,
@@ -260,7 +280,7 @@ pub struct LayerGradient<B: Backend> {
 /// The model must pass that feature through [`hooks::tap`]: the outer backward starts at the
 /// score and stops at the feature, so it costs only the layers above it. Fails if `layer` is
 /// not one of the model's features or the forward did not tap it exactly once.
-pub fn layer_gradient<B: Backend, M: Lift<B>>(
+pub fn layer_gradient<B: AutodiffBase, M: Lift<B>>(
     model: &M,
     images: Tensor<B, 4>,
     explain: &Explain<'_, B>,
@@ -299,7 +319,7 @@ impl<B: Backend> Pass<B> {
 /// The one outer pass behind [`input_gradient`], [`ruled_input_gradient`] and
 /// [`layer_gradient`]: lift, forward with the hooks, backward from the target score, write
 /// back the running statistics when asked.
-fn explaining_pass<B: Backend, M: Lift<B>>(
+fn explaining_pass<B: AutodiffBase, M: Lift<B>>(
     model: &M,
     images: Tensor<B, 4>,
     explain: &Explain<'_, B>,
@@ -385,7 +405,7 @@ fn explaining_pass<B: Backend, M: Lift<B>>(
 
 /// The target score of `logits` at the outer level, its classes or weights constant at every
 /// level.
-fn target_score<B: Backend>(
+fn target_score<B: AutodiffBase>(
     target: &Target<B>,
     logits: Tensor<Outer<B>, 2>,
 ) -> Result<Tensor<Outer<B>, 1>> {
@@ -441,7 +461,7 @@ fn untrained<B: Backend, M: Module<B>>(model: &M) -> HashSet<ParamId> {
 /// Whether `model` keeps floats that are not trained (BatchNorm's running statistics): those
 /// that do not require a gradient once the model is lifted as it is (burn reinstates each
 /// parameter's own flag there, on any `B`; running statistics come up untracked).
-fn has_running_state<B: Backend, M: Lift<B>>(model: &M) -> bool {
+fn has_running_state<B: AutodiffBase, M: Lift<B>>(model: &M) -> bool {
     !untrained(&M::Lifted::from_inner(model.clone())).is_empty()
 }
 
@@ -490,7 +510,7 @@ pub(crate) fn set_running_state<B: Backend, M: Module<B>>(
 
 /// Writes the values of `lifted`'s non-trainable floats (BatchNorm's running statistics) into
 /// `model`'s, detached at every level.
-fn commit_running_state<B: Backend, M: Lift<B>>(model: &M, lifted: &M::Lifted) {
+fn commit_running_state<B: AutodiffBase, M: Lift<B>>(model: &M, lifted: &M::Lifted) {
     let untrained = untrained(model);
     if untrained.is_empty() {
         return;
