@@ -73,8 +73,8 @@ pub use saliency::{
 };
 pub use second_order::{
     input_gradient, layer_gradient, lift, materialize, max_dim, relu, ruled_input_gradient, tap,
-    uses_batch_stats, AutodiffBase, BatchNormMode, Explain, InputGradient, LayerGradient, Lift, Outer, ReluRule,
-    Target,
+    uses_batch_stats, AutodiffBase, BatchNormMode, Explain, InputGradient, LayerGradient, Lift,
+    Outer, ReluRule, Target,
 };
 
 #[cfg(test)]

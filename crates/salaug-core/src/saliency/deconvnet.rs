@@ -1,6 +1,6 @@
 //! DeconvNet (Zeiler & Fergus 2014, <https://arxiv.org/abs/1311.2901>).
 
-use burn::tensor::{Tensor};
+use burn::tensor::Tensor;
 
 use super::{Attribution, Explain, SaliencyMethod};
 use crate::error::Result;

@@ -1,6 +1,6 @@
 //! Vanilla gradient saliency (Simonyan et al. 2014, <https://arxiv.org/abs/1312.6034>).
 
-use burn::tensor::{Tensor};
+use burn::tensor::Tensor;
 
 use super::{Attribution, Explain, SaliencyMethod};
 use crate::error::Result;

@@ -1,6 +1,6 @@
 //! Guided backpropagation (Springenberg et al. 2015, <https://arxiv.org/abs/1412.6806>).
 
-use burn::tensor::{Tensor};
+use burn::tensor::Tensor;
 
 use super::{Attribution, Explain, SaliencyMethod};
 use crate::error::Result;

@@ -1,6 +1,6 @@
 //! Guided Grad-CAM (Selvaraju et al. 2017): the guided map weighted by the class activation map.
 
-use burn::tensor::{Tensor};
+use burn::tensor::Tensor;
 
 use super::{Attribution, Explain, GradCam, GuidedBackprop, SaliencyMethod};
 use crate::error::Result;

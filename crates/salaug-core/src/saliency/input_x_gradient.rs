@@ -1,6 +1,6 @@
 //! Gradient × input (Shrikumar et al. 2016, <https://arxiv.org/abs/1605.01713>).
 
-use burn::tensor::{Tensor};
+use burn::tensor::Tensor;
 
 use super::{Attribution, Explain, SaliencyMethod};
 use crate::error::Result;

@@ -29,7 +29,7 @@ use burn::tensor::{backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::second_order::{Explain, AutodiffBase, Lift};
+use crate::second_order::{AutodiffBase, Explain, Lift};
 
 /// Raw saliency maps plus what the same forward pass produced.
 #[derive(Debug, Clone)]
