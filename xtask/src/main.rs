@@ -19,7 +19,9 @@ mod testing;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use commands::{bench, check_backends, gradcheck_full, profile, reproduce, torchvision_parity};
+use commands::{
+    bench, check_backends, device_bundle, gradcheck_full, profile, reproduce, torchvision_parity,
+};
 
 #[derive(Parser)]
 #[command(about = "salaug project tasks")]
@@ -31,8 +33,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Compile the workspace once per backend feature (`cargo check --no-default-features
-    /// --features salaug-core/<backend>`): flex, ndarray, wgpu, cuda. Needs no GPU.
+    /// --features salaug-train/<backend>`): flex, ndarray, wgpu, cuda, cuda-ddp. Needs no GPU.
     CheckBackends(check_backends::CheckBackendsArgs),
+    /// Pack what a borrowed GPU machine (no Rust, no network, ≤ 64 MiB) runs in ≤ 8 minutes:
+    /// stripped `salaug` of the cuda and flex builds, a Fashion-MNIST subset, configs, the
+    /// PyTorch peer step and run.sh (step parity, table-4 timing, PyTorch, a table-1 cell).
+    DeviceBundle(device_bundle::DeviceBundleArgs),
     /// Run the slow finite-difference checks that CI skips (`#[ignore]`): L_sal's gradient for
     /// narrow full-depth ResNet-50, DenseNet-121 and DenseNet-169 (tens of minutes; VGG-19-BN's
     /// runs in the suite), one model at a time, with PASS or FAIL per model.
@@ -58,6 +64,7 @@ enum Command {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::CheckBackends(args) => check_backends::handle(args),
+        Command::DeviceBundle(args) => device_bundle::handle(args),
         Command::GradcheckFull(args) => gradcheck_full::handle(args),
         Command::Reproduce(args) => reproduce::handle(args),
         Command::Profile(args) => profile::handle(args),
@@ -77,6 +84,7 @@ mod tests {
         let parse = |line: &str| Cli::try_parse_from(line.split_whitespace());
         for ok in [
             "xtask bench peer",
+            "xtask device-bundle --no-build --train-images 100",
             "xtask bench peer --models small_cnn,resnet18 --threads 4 --warmup 1 --iters 2 --no-torch",
             "xtask bench peer --script s.py --python /usr/bin/python3",
             "xtask bench methods --models resnet18 --threads 1 --iters 3",

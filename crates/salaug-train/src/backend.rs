@@ -48,6 +48,7 @@ pub type Device = burn::tensor::Device<Selected>;
 /// The device named `name` (`train.devices`, `--devices`), checked against the selected
 /// backend: a name of another backend's devices is an error that says which build takes it.
 pub fn parse_device(name: &str) -> Result<Device, String> {
+    runtime_present()?;
     let name = name.trim();
     if name == "default" {
         return Ok(Device::default());
@@ -140,6 +141,35 @@ fn select(
             Ok(CudaDevice::new(i))
         }
     }))
+}
+
+/// Whether this machine can run the selected backend: the CUDA build needs the NVIDIA
+/// driver's `libcuda.so.1` (cudarc loads it at the first kernel, and burn panics in a device
+/// thread when it is absent); the other builds run anywhere.
+fn runtime_present() -> Result<(), String> {
+    #[cfg(all(
+        not(feature = "flex"),
+        not(feature = "ndarray"),
+        not(feature = "wgpu"),
+        feature = "cuda"
+    ))]
+    {
+        const NAMES: [&str; 3] = ["libcuda.so.1", "libcuda.so", "libnvcuda.so.1"];
+        // SAFETY: loading the driver library runs its initialisers, as cudarc does when it
+        // loads the same file; nothing of it is called here, and it is unloaded at once.
+        let found = NAMES
+            .iter()
+            .any(|n| unsafe { libloading::Library::new(*n) }.is_ok());
+        if !found {
+            return Err(format!(
+                "this is the CUDA build, and this machine has no NVIDIA driver library ({}; \
+                 LD_LIBRARY_PATH={}); run the default CPU build (`--features flex`) here",
+                NAMES.join(", "),
+                std::env::var("LD_LIBRARY_PATH").unwrap_or_default()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Tunes the C allocator for tensor workloads; programs call it first thing in `main`.

@@ -52,6 +52,7 @@ pub mod data;
 pub mod group;
 pub mod metrics;
 pub mod optim;
+pub mod parity;
 pub mod plot;
 pub mod render;
 pub mod run;

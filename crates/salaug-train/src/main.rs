@@ -176,6 +176,30 @@ enum Command {
         #[arg(long)]
         exclude_transform: bool,
     },
+    /// Record one training step of a config (the model's tensors before it, the losses and
+    /// every parameter's gradient) to a .safetensors file; with --against, start from another
+    /// record's weights (e.g. one made by the CPU build), compare, print one JSON line
+    /// (`salaug_spec::StepAgreement`) and exit 1 when they disagree beyond --tol.
+    Step {
+        /// The run config (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Override a config value.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// The record to write (.safetensors).
+        #[arg(long)]
+        out: PathBuf,
+        /// A record of the same config to start from and compare with.
+        #[arg(long)]
+        against: Option<PathBuf>,
+        /// The largest relative error of each loss term and of the whole gradient.
+        #[arg(long, default_value_t = 1e-3)]
+        tol: f64,
+        /// The device (as in train.devices).
+        #[arg(long, default_value = "default")]
+        device: String,
+    },
 }
 
 fn init_logging(log_file: Option<&Path>) -> Result<()> {
@@ -214,8 +238,12 @@ fn init_logging(log_file: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+/// The backend's default device, once the machine is known to run the backend.
+fn default_device() -> Result<salaug_train::backend::Device> {
+    salaug_train::backend::parse_device("default").map_err(|e| anyhow::anyhow!(e))
+}
+
 fn run(cli: Cli) -> Result<()> {
-    let device = Default::default();
     match cli.command {
         Command::Train {
             config,
@@ -303,6 +331,7 @@ fn run(cli: Cli) -> Result<()> {
         } => launch(local, port, &command)?,
         Command::Export { run, out } => {
             init_logging(None)?;
+            let device = default_device()?;
             let (config, data, model) = load_run::<Selected>(&run, &device)?;
             let [c, _, _] = data.train.shape();
             let model_config = config.model_config(c, data.train.classes());
@@ -315,6 +344,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Eval { run, method } => {
             init_logging(None)?;
+            let device = default_device()?;
             let (config, data, model) = load_run::<Selected>(&run, &device)?;
             let acc = evaluate(&model, &data.test, 256, &device)?;
             let method = method.unwrap_or_else(|| config.loss.method.clone());
@@ -355,6 +385,7 @@ fn run(cli: Cli) -> Result<()> {
             method,
         } => {
             init_logging(None)?;
+            let device = default_device()?;
             if images.is_empty() && test == 0 {
                 bail!("pass --images FILE... or --test N");
             }
@@ -394,6 +425,7 @@ fn run(cli: Cli) -> Result<()> {
             exclude_transform,
         } => {
             init_logging(None)?;
+            let device = default_device()?;
             let config = RunConfig::load(&config, &set)?;
             let t = salaug_train::timing::time_steps::<Selected>(
                 config,
@@ -403,6 +435,48 @@ fn run(cli: Cli) -> Result<()> {
                 &device,
             )?;
             println!("{}", t.to_json_line());
+        }
+        Command::Step {
+            config,
+            set,
+            out,
+            against,
+            tol,
+            device,
+        } => {
+            use salaug_train::parity::{compare, record_step, StepRecord};
+            init_logging(None)?;
+            if out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+                bail!(
+                    "--out {}: salaug step writes a .safetensors file",
+                    out.display()
+                );
+            }
+            if !tol.is_finite() || tol <= 0.0 {
+                bail!("--tol {tol}: must be positive");
+            }
+            let config = RunConfig::load(&config, &set)?;
+            let device = salaug_train::backend::parse_device(&device)
+                .map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+            let theirs = against.as_deref().map(StepRecord::read).transpose()?;
+            let ours = record_step::<Selected>(&config, theirs.as_ref(), &device)?;
+            ours.write(&out)?;
+            if let Some(theirs) = &theirs {
+                let agreement = compare(&ours, theirs, tol)?;
+                println!("{}", agreement.to_json_line());
+                if !agreement.agree {
+                    bail!(
+                        "the step on {} disagrees with {}'s beyond --tol {tol}: gradient {:.3e}, \
+                         worst parameter {} {:.3e}, losses {:?}",
+                        agreement.device,
+                        agreement.against_device,
+                        agreement.grad_rel,
+                        agreement.worst.0,
+                        agreement.worst.1,
+                        agreement.losses
+                    );
+                }
+            }
         }
     }
     Ok(())

@@ -621,6 +621,89 @@ fn the_finite_difference_path_trains_end_to_end() {
     assert!(!bad.join("metrics.csv").exists());
 }
 
+/// `salaug step`: a record agrees with itself exactly; a record with one gradient doctored, of
+/// another config, or not a record at all is refused with a message and a non-zero exit.
+#[test]
+fn a_step_record_agrees_with_itself_and_a_doctored_one_is_refused() {
+    use salaug_train::parity::StepRecord;
+    require_data();
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let path = |name: &str| tmp.path().join(name).display().to_string();
+    let cfg = config().display().to_string();
+    let step = |out: &str, extra: &[&str]| {
+        let mut args = vec!["step", "--config", &cfg, "--set", "train.strategy=\"sal\""];
+        args.extend(["--out", out]);
+        args.extend(extra);
+        salaug(&args)
+    };
+    let first = path("first.safetensors");
+    ok(&step(&first, &[]));
+    let record = StepRecord::read(Path::new(&first)).unwrap();
+    for key in [
+        "loss/total",
+        "loss/class",
+        "loss/sal",
+        "param/model.SmallCnn.fc.weight",
+    ] {
+        assert!(
+            record.tensors.contains_key(key),
+            "{key}: {:?}",
+            record.tensors.keys()
+        );
+    }
+
+    let again = step(&path("again.safetensors"), &["--against", &first]);
+    ok(&again);
+    let agreement =
+        salaug_spec::StepAgreement::from_output(&String::from_utf8_lossy(&again.stdout)).unwrap();
+    assert!(agreement.agree, "{agreement:?}");
+    assert_eq!(agreement.grad_rel, 0.0, "{agreement:?}");
+    assert!(
+        agreement.losses.iter().all(|(_, e)| *e == 0.0),
+        "{agreement:?}"
+    );
+    assert_eq!(agreement.params, record.under_count("grad/"));
+    assert!(agreement.params >= 8, "{agreement:?}");
+
+    let mut doctored = record.clone();
+    let fc = "grad/model.SmallCnn.fc.weight";
+    let g = &mut doctored.tensors.get_mut(fc).unwrap().1;
+    g.iter_mut().for_each(|v| *v *= 2.0);
+    let doctored_path = path("doctored.safetensors");
+    doctored.write(Path::new(&doctored_path)).unwrap();
+    let out = step(&path("d.safetensors"), &["--against", &doctored_path]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("disagrees") && err.contains("model.SmallCnn.fc.weight"),
+        "{err}"
+    );
+    let said = salaug_spec::StepAgreement::from_output(&String::from_utf8_lossy(&out.stdout));
+    assert!(!said.unwrap().agree);
+
+    let out = step(
+        &path("other.safetensors"),
+        &["--against", &first, "--set", "train.batch_size=8"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("different configs"), "{err}");
+
+    let junk = path("junk.safetensors");
+    std::fs::write(&junk, b"not a record").unwrap();
+    let out = step(&path("j.safetensors"), &["--against", &junk]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a `salaug step` record"), "{err}");
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 #[test]
 fn corrupt_data_and_bad_config_give_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();

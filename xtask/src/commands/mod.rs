@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod check_backends;
+pub mod device_bundle;
 pub mod gradcheck_full;
 pub mod profile;
 pub mod reproduce;
