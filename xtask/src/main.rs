@@ -36,7 +36,7 @@ enum Command {
     /// --features salaug-train/<backend>`): flex, ndarray, wgpu, cuda, cuda-ddp. Needs no GPU.
     CheckBackends(check_backends::CheckBackendsArgs),
     /// Pack what a borrowed GPU machine (no Rust, no network, ≤ 64 MiB) runs in ≤ 8 minutes:
-    /// stripped `salaug` of the cuda and flex builds, a Fashion-MNIST subset, configs, the
+    /// stripped, gzipped `salaug` of the cuda and flex builds, a Fashion-MNIST subset, configs, the
     /// PyTorch peer step and run.sh (step parity, table-4 timing, PyTorch, a table-1 cell).
     DeviceBundle(device_bundle::DeviceBundleArgs),
     /// Run the slow finite-difference checks that CI skips (`#[ignore]`): L_sal's gradient for

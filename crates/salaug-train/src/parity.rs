@@ -31,7 +31,8 @@ use salaug_core::AutodiffBase;
 use salaug_spec::StepAgreement;
 
 use crate::config::RunConfig;
-use crate::data::{load_data, ImageBatcher};
+use crate::data::ImageBatcher;
+use crate::timing::one_batch;
 use crate::trainee::{build_model, Trainee};
 
 /// A recorded tensor: its shape and its values, row-major.
@@ -123,14 +124,7 @@ pub fn record_step<B: AutodiffBase>(
     device: &B::Device,
 ) -> Result<StepRecord> {
     let mut config = config.clone();
-    let limit = config.data.train_limit.unwrap_or(usize::MAX);
-    config.data.train_limit = Some(limit.min(config.train.batch_size));
-    config.data.test_limit = Some(1);
-    let data = load_data(&config.data)?;
-    let n = config.train.batch_size.min(data.train.len());
-    if n < 2 {
-        bail!("need at least 2 training images for a step");
-    }
+    let (data, n) = one_batch(&mut config, "for a step")?;
     let mut model: Trainee<Autodiff<B>> = build_model::<Autodiff<B>>(&config, &data, device)?;
     if let Some(start) = start {
         let snapshots = (start.under("param/").into_iter())

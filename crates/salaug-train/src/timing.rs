@@ -38,17 +38,8 @@ pub fn time_steps<B: AutodiffBase>(
     if iters == 0 {
         bail!("--iters must be at least 1");
     }
-    // Only the timed batch is loaded (and decoded, for class folders): the first images of a
-    // balanced subset of one batch.
     let mut config = config;
-    let limit = config.data.train_limit.unwrap_or(usize::MAX);
-    config.data.train_limit = Some(limit.min(config.train.batch_size));
-    config.data.test_limit = Some(1);
-    let data = load_data(&config.data)?;
-    let n = config.train.batch_size.min(data.train.len());
-    if n < 2 {
-        bail!("need at least 2 training images to time a step");
-    }
+    let (data, n) = one_batch(&mut config, "to time a step")?;
     let baseline = process::reset_peak_rss();
     let steps = with_optimizer(
         &config.train,
@@ -81,6 +72,22 @@ pub fn time_steps<B: AutodiffBase>(
 }
 
 /// Worker threads of the CPU backends (rayon's pool).
+/// The data of one step of `config` (also `salaug step`'s): only its batch is loaded (and
+/// decoded, for class folders), the first images of a balanced subset of `train.batch_size`,
+/// with one test image; `config`'s limits are set to say so. Returns the data and the
+/// batch's size; fewer than 2 images are an error ending in `what`.
+pub(crate) fn one_batch(config: &mut RunConfig, what: &str) -> Result<(Data, usize)> {
+    let limit = config.data.train_limit.unwrap_or(usize::MAX);
+    config.data.train_limit = Some(limit.min(config.train.batch_size));
+    config.data.test_limit = Some(1);
+    let data = load_data(&config.data)?;
+    let n = config.train.batch_size.min(data.train.len());
+    if n < 2 {
+        bail!("need at least 2 training images {what}");
+    }
+    Ok((data, n))
+}
+
 fn threads() -> usize {
     std::env::var("RAYON_NUM_THREADS")
         .ok()
