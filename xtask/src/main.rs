@@ -20,7 +20,8 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    bench, check_backends, device_bundle, gradcheck_full, profile, reproduce, torchvision_parity,
+    bench, check_backends, device_bundle, gradcheck_full, profile, reproduce, study,
+    torchvision_parity,
 };
 
 #[derive(Parser)]
@@ -47,6 +48,10 @@ enum Command {
     /// seed through the `salaug` binary (skipping finished runs, resuming interrupted ones) and
     /// writes `results/<table>-<mode>.md` and `.csv`.
     Reproduce(reproduce::ReproduceArgs),
+    /// Run one of our studies, `configs/studies/<name>.toml` (arms of a strategy, e.g. β ×
+    /// map form, paired by seed with their baseline): resumable as `reproduce`; writes
+    /// `results/studies/<name>.{md,csv,paired.csv,runs.csv,svg}`.
+    Study(study::StudyArgs),
     /// Where a training step's time goes, by kernel: builds `salaug` in the `profiling`
     /// profile, records `salaug time` (the step of configs/bench-peer.toml) with `perf`
     /// (Debian: linux-perf) and tabulates the samples.
@@ -67,6 +72,7 @@ fn main() -> Result<()> {
         Command::DeviceBundle(args) => device_bundle::handle(args),
         Command::GradcheckFull(args) => gradcheck_full::handle(args),
         Command::Reproduce(args) => reproduce::handle(args),
+        Command::Study(args) => study::handle(args),
         Command::Profile(args) => profile::handle(args),
         Command::Bench(bench) => bench::handle(bench),
         Command::TorchvisionParity(args) => torchvision_parity::handle(args),
@@ -94,6 +100,7 @@ mod tests {
             "xtask bench models --backend flex",
             "xtask bench data",
             "xtask reproduce table1 --cpu --seeds 2 --jobs 2 --data-dir /d --out o",
+            "xtask study beta --seeds 3 --jobs 2",
             "xtask profile --model small_cnn --strategy ref --warmup 0 --iters 1",
             "xtask check-backends flex cuda",
             "xtask gradcheck-full",

@@ -11,7 +11,7 @@ use crate::stats::{mean_std, Paired};
 use crate::table::{self, Table};
 
 /// The measures compared between paired runs (the random-order baselines are not).
-fn paired_measures() -> impl Iterator<Item = &'static Measure> {
+pub(crate) fn paired_measures() -> impl Iterator<Item = &'static Measure> {
     table_measures().filter(|m| m.table.is_some_and(|t| t.paired))
 }
 
@@ -246,7 +246,7 @@ pub fn accuracy_table(
     let per_cell = cells_table(cells);
     let paired = paired_table(&compare(cells, pairs));
     let mut md = format!("## {title}\n\n{description}\n\n");
-    md.push_str("Mean ± sample standard deviation over seeds of the final model, on the held-out set, BatchNorm in evaluation mode (docs/reproduction.md defines each measure).\n\n");
+    md.push_str("Mean ± sample standard deviation over seeds of the final model, on the held-out set, BatchNorm in evaluation mode (docs/reproduction.md defines each measure); train acc. is the last epoch's running accuracy on its training batches (x and T(x), training mode), so train acc. − clean acc. is the generalisation gap.\n\n");
     md.push_str(&per_cell.markdown());
     if !paired.is_empty() {
         md.push_str("\n### Paired differences (treatment − baseline)\n\nPer seed, the treatment run minus the baseline run of the same seed (same initialisation, data order and augmentation draws), then the mean and its 95 % t interval over seeds (accuracies in points). `*`: the interval excludes zero.\n\n");

@@ -16,7 +16,7 @@ pub use measures::{Measure, MEASURES};
 pub use metrics::{EpochMetrics, HeldOut, MetricsError};
 pub use paper::PaperFigures;
 pub use step::StepAgreement;
-pub use table::{Cell, Mode, SpecError, TableSpec};
+pub use table::{Cell, Mode, SpecError, TableSpec, Variant};
 pub use timing::StepTiming;
 
 /// Writes `bytes` to `path` whole or not at all: to `<path>.part`, then renamed over `path`, so

@@ -190,7 +190,7 @@ pub const MEASURES: &[Measure] = &[
         better: Better::Higher,
         summary: true,
         panel: Some(("accuracy", "train")),
-        table: None,
+        table: table(10, "train_acc"),
         get: |m| m.train_acc,
         set: |m, v| m.train_acc = v,
     },
@@ -442,7 +442,7 @@ mod tests {
     }
 
     #[test]
-    fn the_plot_has_eight_panels_and_the_tables_ten_columns() {
+    fn the_plot_has_eight_panels_and_the_tables_eleven_columns() {
         let panels = panels();
         assert_eq!(panels.len(), 8);
         assert_eq!(panels[2].0, "accuracy");
@@ -460,7 +460,8 @@ mod tests {
                 "deletion_random",
                 "insertion",
                 "insertion_random",
-                "lsal_distance"
+                "lsal_distance",
+                "train_acc"
             ]
         );
     }

@@ -132,7 +132,9 @@ impl PaperFigures {
     /// datasets), else for the cell's own dataset. Our names are renamed as the spec's
     /// `paper_table` says. Empty when the paper has no such figure.
     pub fn for_cell(&self, spec: &TableSpec, mode: Mode, cell: &Cell) -> Vec<(String, f64)> {
-        let key = &spec.paper_table;
+        let Some(key) = &spec.paper_table else {
+            return Vec::new();
+        };
         let rename = |map: &std::collections::BTreeMap<String, String>, ours: &str| {
             map.get(ours).cloned().unwrap_or_else(|| ours.to_string())
         };

@@ -125,12 +125,14 @@ pub struct TableSpec {
     /// Seeds per cell by default.
     pub seeds: usize,
     /// The pipeline smoke test.
-    pub quick: ModeSpec,
+    #[serde(default)]
+    pub quick: Option<ModeSpec>,
     /// The CPU study (tables 1 and 2).
     #[serde(default)]
     pub cpu: Option<ModeSpec>,
     /// The paper's protocol.
-    pub paper: ModeSpec,
+    #[serde(default)]
+    pub paper: Option<ModeSpec>,
     /// The 32×32 small-image alternative (tables 1 and 2).
     #[serde(default)]
     pub small32: Option<ModeSpec>,
@@ -145,13 +147,38 @@ pub struct TableSpec {
     /// `--set`s per strategy (e.g. table 3's loss weights).
     #[serde(default)]
     pub strategy_sets: BTreeMap<String, Vec<String>>,
+    /// Named arms of a study: a strategy with its own `--set`s (e.g. `sal` at β = 1 with
+    /// |gradient| maps). A name here can stand in `grid.strategies` and `compare`.
+    #[serde(default)]
+    pub variants: BTreeMap<String, Variant>,
     /// Paired comparisons reported with their differences: `[baseline, treatment]`
     /// strategies, paired by seed within a dataset/model/augmentation (default `ref`/`sal`).
     #[serde(default = "ref_sal")]
     pub compare: Vec<[String; 2]>,
-    /// Where this table's figures are in the paper's `tables.csv`.
-    pub paper_table: PaperKey,
+    /// Where this table's figures are in the paper's `tables.csv` (none for our own studies).
+    #[serde(default)]
+    pub paper_table: Option<PaperKey>,
 }
+
+/// One arm of a study (`[variants.<name>]`): the strategy it trains, its `--set`s and where
+/// the study's plot puts it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    /// `ref`, `inv`, `sal`, `inv+sal` or `none`.
+    pub strategy: String,
+    /// `--set`s after the cell's own.
+    #[serde(default)]
+    pub sets: Vec<String>,
+    /// The plot's x value (e.g. β).
+    #[serde(default)]
+    pub x: Option<f64>,
+    /// The plot's series (e.g. the map form); arms with the same series are joined by a line.
+    #[serde(default)]
+    pub series: Option<String>,
+}
+
+const STRATEGIES: [&str; 5] = ["ref", "inv", "sal", "inv+sal", "none"];
 
 fn ref_sal() -> Vec<[String; 2]> {
     vec![["ref".into(), "sal".into()]]
@@ -237,10 +264,26 @@ impl TableSpec {
                 self.kind
             ));
         }
-        for s in &self.grid.strategies {
-            if !matches!(s.as_str(), "ref" | "inv" | "sal" | "inv+sal" | "none") {
+        if self.quick.is_none() && self.cpu.is_none() && self.paper.is_none() {
+            return Err("no mode: give at least one of [quick], [cpu], [paper]".to_string());
+        }
+        for (name, v) in &self.variants {
+            if !STRATEGIES.contains(&v.strategy.as_str()) {
                 return Err(format!(
-                    "grid.strategies: unknown strategy {s:?} (ref, inv, sal, inv+sal, none)"
+                    "variants.{name}.strategy: unknown strategy {:?} ({})",
+                    v.strategy,
+                    STRATEGIES.join(", ")
+                ));
+            }
+            if STRATEGIES.contains(&name.as_str()) {
+                return Err(format!("variants.{name}: a strategy's own name"));
+            }
+        }
+        for s in &self.grid.strategies {
+            if !STRATEGIES.contains(&s.as_str()) && !self.variants.contains_key(s) {
+                return Err(format!(
+                    "grid.strategies: unknown strategy {s:?} ({}, or a name in [variants])",
+                    STRATEGIES.join(", ")
                 ));
             }
         }
@@ -268,9 +311,9 @@ impl TableSpec {
     /// The settings of one mode, if the table has it.
     pub fn try_mode(&self, mode: Mode) -> Option<&ModeSpec> {
         match mode {
-            Mode::Quick => Some(&self.quick),
+            Mode::Quick => self.quick.as_ref(),
             Mode::Cpu => self.cpu.as_ref(),
-            Mode::Paper => Some(&self.paper),
+            Mode::Paper => self.paper.as_ref(),
             Mode::Small32 => self.small32.as_ref(),
         }
     }
@@ -290,6 +333,13 @@ impl TableSpec {
             .into_iter()
             .filter(|m| self.try_mode(*m).is_some())
             .collect()
+    }
+
+    /// The strategy a grid entry trains: a variant's, or the entry itself.
+    pub fn strategy_of<'a>(&'a self, entry: &'a str) -> &'a str {
+        self.variants
+            .get(entry)
+            .map_or(entry, |v| v.strategy.as_str())
     }
 
     /// The cells run in `mode` (datasets replaced in quick mode, duplicates removed), in
@@ -315,7 +365,7 @@ impl TableSpec {
             for m in &models {
                 for a in &augments {
                     for s in &self.grid.strategies {
-                        let augment = if s == "none" {
+                        let augment = if self.strategy_of(s) == "none" {
                             "none".to_string()
                         } else {
                             a.clone()
@@ -356,10 +406,9 @@ impl TableSpec {
         }
         sets.push(format!("data.dataset=\"{}\"", cell.dataset));
         sets.push(format!("model.arch=\"{}\"", cell.model));
-        let strategy = if cell.strategy == "none" {
-            "ref"
-        } else {
-            cell.strategy.as_str()
+        let strategy = match self.strategy_of(&cell.strategy) {
+            "none" => "ref",
+            s => s,
         };
         sets.push(format!("train.strategy=\"{strategy}\""));
         sets.push(format!("augment={{kind=\"{}\"}}", cell.augment));
@@ -375,6 +424,9 @@ impl TableSpec {
                 .cloned()
                 .unwrap_or_default(),
         );
+        if let Some(v) = self.variants.get(&cell.strategy) {
+            sets.extend(v.sets.iter().cloned());
+        }
         sets.push(format!("seed={seed}"));
         if let Some(d) = data_dir {
             sets.push(format!("data.dir=\"{}\"", d.display()));
@@ -443,5 +495,89 @@ table = 1
         assert_eq!(spec.modes(), [Mode::Quick, Mode::Paper]);
         assert!(spec.try_mode(Mode::Cpu).is_none());
         assert_eq!(spec.compare, [["ref".to_string(), "sal".to_string()]]);
+    }
+
+    #[test]
+    fn variants_are_named_arms_of_a_strategy() {
+        let text = |strategies: &str, variant: &str| {
+            format!(
+                r#"
+table = "s"
+title = "S"
+seeds = 1
+compare = [["ref", "low"]]
+[cpu]
+base = "b.toml"
+description = "c"
+[grid]
+datasets = ["fashion_mnist"]
+models = ["small_cnn"]
+augments = ["rotation"]
+strategies = {strategies}
+[variants.low]
+{variant}
+"#
+            )
+        };
+        let spec: TableSpec = toml::from_str(&text(
+            r#"["ref", "low", "bare"]"#,
+            "strategy = \"sal\"\nsets = [\"loss.beta=0.5\"]\nx = 0.5\n[variants.bare]\nstrategy = \"none\"",
+        ))
+        .unwrap();
+        spec.validate().unwrap();
+        assert_eq!(
+            spec.modes(),
+            [Mode::Cpu],
+            "a study needs neither quick nor paper"
+        );
+        let cells = spec.cells(Mode::Cpu);
+        assert_eq!(
+            cells[2].augment, "none",
+            "a variant of none has no augmentation"
+        );
+        let sets = spec.sets(Mode::Cpu, &cells[1], 0, None);
+        assert!(
+            sets.contains(&"train.strategy=\"sal\"".to_string()),
+            "{sets:?}"
+        );
+        assert_eq!(
+            sets[sets.len() - 2],
+            "loss.beta=0.5",
+            "the arm's sets come last"
+        );
+        let sets = spec.sets(Mode::Cpu, &cells[2], 0, None);
+        assert!(
+            sets.contains(&"train.strategy=\"ref\"".to_string()),
+            "{sets:?}"
+        );
+        // An arm of an unknown strategy, a name that is not an arm, an arm named as a strategy.
+        for (strategies, variant, why) in [
+            (
+                r#"["ref", "low"]"#,
+                "strategy = \"sall\"",
+                "variants.low.strategy",
+            ),
+            (
+                r#"["ref", "lo"]"#,
+                "strategy = \"sal\"",
+                "unknown strategy \"lo\"",
+            ),
+        ] {
+            let spec: TableSpec = toml::from_str(&text(strategies, variant)).unwrap();
+            let err = spec.validate().unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
+        let named_ref =
+            text(r#"["ref"]"#, "strategy = \"sal\"").replace("variants.low", "variants.ref");
+        let spec: TableSpec =
+            toml::from_str(&named_ref.replace(r#"compare = [["ref", "low"]]"#, "")).unwrap();
+        assert!(spec
+            .validate()
+            .unwrap_err()
+            .contains("a strategy's own name"));
+        let no_mode = text(r#"["ref"]"#, "strategy = \"sal\"")
+            .replace("[cpu]\nbase = \"b.toml\"\ndescription = \"c\"\n", "");
+        let spec: TableSpec = toml::from_str(&no_mode).unwrap();
+        assert!(spec.validate().unwrap_err().contains("no mode"));
     }
 }

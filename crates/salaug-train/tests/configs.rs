@@ -202,7 +202,11 @@ fn paper_mode_follows_the_paper() {
     let base = std::fs::read_to_string(root().join("configs/paper-base.toml")).unwrap();
     assert!(base.contains("Everything in this file is OURS"));
     for t in [&t1, &t2, &t3] {
-        assert!(t.paper.description.contains("Ours"), "{}", t.table);
+        assert!(
+            t.mode(Mode::Paper).description.contains("Ours"),
+            "{}",
+            t.table
+        );
     }
 }
 

@@ -6,4 +6,5 @@ pub mod device_bundle;
 pub mod gradcheck_full;
 pub mod profile;
 pub mod reproduce;
+pub mod study;
 pub mod torchvision_parity;

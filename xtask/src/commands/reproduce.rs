@@ -82,21 +82,25 @@ pub fn handle(args: ReproduceArgs) -> Result<()> {
     if seeds == Some(0) {
         bail!("--seeds must be at least 1");
     }
-    let md = reproduce(&Options {
-        table,
-        mode: match (cpu, paper, small32) {
-            (true, _, _) => Mode::Cpu,
-            (_, true, _) => Mode::Paper,
-            (_, _, true) => Mode::Small32,
-            _ => Mode::Quick,
-        },
+    let mode = match (cpu, paper, small32) {
+        (true, _, _) => Mode::Cpu,
+        (_, true, _) => Mode::Paper,
+        (_, _, true) => Mode::Small32,
+        _ => Mode::Quick,
+    };
+    let done = reproduce(&Options {
+        spec: salaug_bin::workspace_root()
+            .join("configs")
+            .join(format!("{table}.toml")),
+        name: format!("{table}-{}", mode.name()),
+        mode,
         seeds,
         backend,
         data_dir,
         out,
         jobs,
     })?;
-    println!("{md}");
+    println!("{}", done.md);
     Ok(())
 }
 
@@ -141,21 +145,39 @@ pub fn run_state(dir: &Path) -> Result<RunState> {
 
 /// Options of one `reproduce` call.
 #[derive(Debug, Clone)]
-struct Options {
-    table: String,
-    mode: Mode,
-    seeds: Option<usize>,
-    backend: String,
-    data_dir: Option<PathBuf>,
-    out: PathBuf,
+pub(crate) struct Options {
+    /// The table (or study) spec.
+    pub spec: PathBuf,
+    /// The outputs' name: `<out>/<name>.md`, `.csv`, the run directories under `<out>/<name>/`.
+    pub name: String,
+    pub mode: Mode,
+    pub seeds: Option<usize>,
+    pub backend: String,
+    pub data_dir: Option<PathBuf>,
+    /// Folder of the outputs, relative to the workspace root.
+    pub out: PathBuf,
     /// Runs trained at once (each a `salaug` process).
-    jobs: usize,
+    pub jobs: usize,
 }
 
-/// Runs (or continues) a table and writes its results; returns the markdown.
-fn reproduce(opts: &Options) -> Result<String> {
+/// What a finished [`reproduce`] wrote.
+pub(crate) struct Reproduced {
+    /// The spec.
+    pub spec: TableSpec,
+    /// The markdown of the tables.
+    pub md: String,
+    /// Every cell with its finished runs (empty for timing tables).
+    pub cells: Vec<CellRuns>,
+    /// The run directory of a cell's seed.
+    pub dirs: Vec<Vec<PathBuf>>,
+    /// `<out>/<name>`: the stem of the written files.
+    pub stem: PathBuf,
+}
+
+/// Runs (or continues) a table and writes its results.
+pub(crate) fn reproduce(opts: &Options) -> Result<Reproduced> {
     let root = salaug_bin::workspace_root();
-    let spec = TableSpec::load(&root.join("configs").join(format!("{}.toml", opts.table)))?;
+    let spec = TableSpec::load(&opts.spec)?;
     let Some(mode) = spec.try_mode(opts.mode) else {
         bail!(
             "{} has no --{} mode (it has: {})",
@@ -170,14 +192,14 @@ fn reproduce(opts: &Options) -> Result<String> {
     };
     let base = root.join(&mode.base);
     if !base.exists() {
-        bail!("{}: base config {} not found", opts.table, base.display());
+        bail!("{}: base config {} not found", spec.table, base.display());
     }
     let seeds = opts.seeds.unwrap_or(spec.seeds);
     let out_dir = root.join(&opts.out);
-    let runs = out_dir.join(format!("{}-{}", spec.table, opts.mode.name()));
+    let runs = out_dir.join(&opts.name);
     std::fs::create_dir_all(&runs).with_context(|| format!("creating {}", runs.display()))?;
     eprintln!(
-        "reproduce {} --{} ({} seed(s), backend {}): {}",
+        "{} --{} ({} seed(s), backend {}): {}",
         spec.table,
         opts.mode.name(),
         seeds,
@@ -193,13 +215,14 @@ fn reproduce(opts: &Options) -> Result<String> {
     let figures = PaperFigures::load(&root.join(salaug_spec::paper::FILE))?;
     let title = format!("{} — {} ({})", spec.table, spec.title, opts.mode.name());
     let mut files = Vec::new();
+    let (mut cells, mut dirs) = (Vec::new(), Vec::new());
     let md = if spec.kind == "timing" {
         let rows = timing(&spec, opts, &figures, &bin, &base)?;
         let (md, csv) = timing_table(&title, &mode.description, &rows);
         files.push(("csv", csv));
         md
     } else {
-        let cells = accuracy_runs(&spec, opts, seeds, &figures, &bin, &base, &runs)?;
+        (cells, dirs) = accuracy_runs(&spec, opts, seeds, &figures, &bin, &base, &runs)?;
         let (md, csv, paired) = accuracy_table(&title, &mode.description, &cells, &spec.compare);
         files.push(("csv", csv));
         if !spec.compare.is_empty() {
@@ -208,15 +231,28 @@ fn reproduce(opts: &Options) -> Result<String> {
         md
     };
     files.insert(0, ("md", md.clone()));
-    let stem = out_dir.join(format!("{}-{}", spec.table, opts.mode.name()));
+    let stem = out_dir.join(&opts.name);
     for (ext, text) in &files {
-        let path = stem.with_extension(ext);
-        let tmp = stem.with_extension(format!("{ext}.part"));
-        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("wrote {}", path.display());
+        write_atomic(&stem.with_extension(ext), text)?;
     }
-    Ok(md)
+    Ok(Reproduced {
+        spec,
+        md,
+        cells,
+        dirs,
+        stem,
+    })
+}
+
+/// Writes `text` to `path` through `<path>.part`, so that a file is whole or absent.
+pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".part");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
 }
 
 fn accuracy_runs(
@@ -227,10 +263,11 @@ fn accuracy_runs(
     bin: &Path,
     base: &Path,
     runs: &Path,
-) -> Result<Vec<CellRuns>> {
+) -> Result<(Vec<CellRuns>, Vec<Vec<PathBuf>>)> {
     let cells = spec.cells(opts.mode);
-    let jobs: Vec<(usize, usize)> = (0..cells.len())
-        .flat_map(|c| (0..seeds).map(move |seed| (c, seed)))
+    // Seed by seed, so that an interrupted study has every cell at its first seeds.
+    let jobs: Vec<(usize, usize)> = (0..seeds)
+        .flat_map(|seed| (0..cells.len()).map(move |c| (c, seed)))
         .collect();
     let dir_of = |c: usize, seed: usize| runs.join(cells[c].dir_name()).join(format!("seed{seed}"));
     // Runs are independent: `opts.jobs` workers take them in grid order.
@@ -249,6 +286,7 @@ fn accuracy_runs(
         )
     })?;
     let mut summaries = Vec::new();
+    let mut dirs = Vec::new();
     for (c, cell) in cells.iter().enumerate() {
         let mut finished = Vec::new();
         for seed in 0..seeds {
@@ -260,8 +298,9 @@ fn accuracy_runs(
             cell: cell.clone(),
             runs: finished,
         });
+        dirs.push((0..seeds).map(|seed| dir_of(c, seed)).collect());
     }
-    Ok(summaries)
+    Ok((summaries, dirs))
 }
 
 /// Trains one run of a cell to its end: skipped when finished, resumed when interrupted
