@@ -151,11 +151,23 @@ fn plotted() -> Vec<(usize, &'static Measure)> {
         .collect()
 }
 
-/// The points of the comparisons whose treatment is an arm with an `x`.
+/// The points of the comparisons whose treatment is an arm with an `x`: one per arm and
+/// augmentation, against `ref` where the study compares the arm with it (the method's baseline),
+/// else against the arm's first baseline.
 fn plot_points(spec: &TableSpec, comparisons: &[Comparison]) -> Vec<Point> {
     let measures = plotted();
+    let chosen = |c: &Comparison| {
+        let same = |o: &&Comparison| o.treatment == c.treatment;
+        let first = comparisons.iter().find(same).expect("c itself");
+        let with_ref = comparisons
+            .iter()
+            .filter(same)
+            .find(|o| o.baseline.strategy == "ref");
+        std::ptr::eq(with_ref.unwrap_or(first), c)
+    };
     comparisons
         .iter()
+        .filter(|c| chosen(c))
         .filter_map(|c| {
             let v = spec.variants.get(&c.treatment.strategy)?;
             Some(Point {
@@ -413,7 +425,7 @@ mod tests {
 table = "s"
 title = "S"
 seeds = 2
-compare = [["ref", "a"], ["ref", "b"]]
+compare = [["none", "b"], ["ref", "a"], ["ref", "b"]]
 [cpu]
 base = "configs/cpu-base.toml"
 description = "d"
@@ -421,7 +433,7 @@ description = "d"
 datasets = ["fashion_mnist"]
 models = ["small_cnn"]
 augments = ["rotation"]
-strategies = ["ref", "a", "b"]
+strategies = ["none", "ref", "a", "b"]
 [variants.a]
 strategy = "sal"
 x = 0.0
@@ -436,6 +448,11 @@ series = "three"
         .unwrap();
         let runs = |acc: [f64; 2]| vec![(0, full_row(acc[0], 0.0)), (1, full_row(acc[1], 0.1))];
         let cells = vec![
+            CellRuns {
+                cell: cell("small_cnn", "none", "none"),
+                runs: runs([0.70, 0.72]),
+                paper: vec![],
+            },
             CellRuns {
                 cell: cell("small_cnn", "rotation", "ref"),
                 runs: runs([0.80, 0.82]),
@@ -453,7 +470,7 @@ series = "three"
             },
         ];
         let points = plot_points(&spec, &compare(&cells, &spec.compare));
-        assert_eq!(points.len(), 2);
+        assert_eq!(points.len(), 2, "b against ref only, not also against none");
         assert_eq!((points[0].x, points[0].series.as_str()), (0.0, "zero"));
         assert_eq!(points[0].diffs[0].0, 0.0, "identical runs differ by zero");
         assert!((points[1].diffs[0].0 - 1.5).abs() < 1e-9, "{points:?}");
