@@ -46,15 +46,8 @@ pub struct ReproduceArgs {
     /// Ours: the paper's grid at 32×32 with small-image models (tables 1, 2).
     #[arg(long, group = "mode")]
     small32: bool,
-    /// Seeds per cell (default: the table's, 5 for table 1, 3 for table 2).
-    #[arg(long)]
-    seeds: Option<usize>,
-    /// Backend the `salaug` binary is built with.
-    #[arg(long, default_value = "flex", value_parser = ["flex", "ndarray", "wgpu", "cuda"])]
-    backend: String,
-    /// Folder holding the datasets (else $SALAUG_DATA and system folders).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    runs: RunFlags,
     /// Output folder for the tables and run directories.
     #[arg(long, default_value = "results")]
     out: PathBuf,
@@ -65,6 +58,20 @@ pub struct ReproduceArgs {
     jobs: usize,
 }
 
+/// The flags `reproduce` and `study` share: how the runs of a spec are trained.
+#[derive(Debug, Clone, Args)]
+pub struct RunFlags {
+    /// Seeds per cell (default: the spec's: 5 for table 1, 3 for table 2 and the studies).
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// Backend the `salaug` binary is built with.
+    #[arg(long, default_value = "flex", value_parser = ["flex", "ndarray", "wgpu", "cuda"])]
+    pub backend: String,
+    /// Folder holding the datasets (else $SALAUG_DATA and system folders).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
 /// Runs (or continues) the table and prints its markdown.
 pub fn handle(args: ReproduceArgs) -> Result<()> {
     let ReproduceArgs {
@@ -73,15 +80,10 @@ pub fn handle(args: ReproduceArgs) -> Result<()> {
         cpu,
         paper,
         small32,
-        seeds,
-        backend,
-        data_dir,
+        runs,
         out,
         jobs,
     } = args;
-    if seeds == Some(0) {
-        bail!("--seeds must be at least 1");
-    }
     let mode = match (cpu, paper, small32) {
         (true, _, _) => Mode::Cpu,
         (_, true, _) => Mode::Paper,
@@ -94,9 +96,7 @@ pub fn handle(args: ReproduceArgs) -> Result<()> {
             .join(format!("{table}.toml")),
         name: format!("{table}-{}", mode.name()),
         mode,
-        seeds,
-        backend,
-        data_dir,
+        runs,
         out,
         jobs,
     })?;
@@ -151,9 +151,7 @@ pub(crate) struct Options {
     /// The outputs' name: `<out>/<name>.md`, `.csv`, the run directories under `<out>/<name>/`.
     pub name: String,
     pub mode: Mode,
-    pub seeds: Option<usize>,
-    pub backend: String,
-    pub data_dir: Option<PathBuf>,
+    pub runs: RunFlags,
     /// Folder of the outputs, relative to the workspace root.
     pub out: PathBuf,
     /// Runs trained at once (each a `salaug` process).
@@ -176,6 +174,9 @@ pub(crate) struct Reproduced {
 
 /// Runs (or continues) a table and writes its results.
 pub(crate) fn reproduce(opts: &Options) -> Result<Reproduced> {
+    if opts.runs.seeds == Some(0) {
+        bail!("--seeds must be at least 1");
+    }
     let root = salaug_bin::workspace_root();
     let spec = TableSpec::load(&opts.spec)?;
     let Some(mode) = spec.try_mode(opts.mode) else {
@@ -194,7 +195,7 @@ pub(crate) fn reproduce(opts: &Options) -> Result<Reproduced> {
     if !base.exists() {
         bail!("{}: base config {} not found", spec.table, base.display());
     }
-    let seeds = opts.seeds.unwrap_or(spec.seeds);
+    let seeds = opts.runs.seeds.unwrap_or(spec.seeds);
     let out_dir = root.join(&opts.out);
     let runs = out_dir.join(&opts.name);
     std::fs::create_dir_all(&runs).with_context(|| format!("creating {}", runs.display()))?;
@@ -203,15 +204,15 @@ pub(crate) fn reproduce(opts: &Options) -> Result<Reproduced> {
         spec.table,
         opts.mode.name(),
         seeds,
-        opts.backend,
+        opts.runs.backend,
         mode.description
     );
     let download = match opts.mode {
-        Mode::Quick | Mode::Cpu => fashion_mnist::ensure(opts.data_dir.as_deref())?,
+        Mode::Quick | Mode::Cpu => fashion_mnist::ensure(opts.runs.data_dir.as_deref())?,
         Mode::Paper | Mode::Small32 => false,
     };
     // Every run of the table uses this build, even if target/ is rebuilt meanwhile.
-    let bin = salaug_bin::copy_into(&salaug_bin::build(&opts.backend, download)?, &runs)?;
+    let bin = salaug_bin::copy_into(&salaug_bin::build(&opts.runs.backend, download)?, &runs)?;
     let figures = PaperFigures::load(&root.join(salaug_spec::paper::FILE))?;
     let title = format!("{} — {} ({})", spec.table, spec.title, opts.mode.name());
     let mut files = Vec::new();
@@ -350,7 +351,7 @@ fn run_one(
                 "--out".into(),
                 dir.display().to_string(),
             ];
-            for s in spec.sets(opts.mode, cell, seed, opts.data_dir.as_deref()) {
+            for s in spec.sets(opts.mode, cell, seed, opts.runs.data_dir.as_deref()) {
                 args.push("--set".into());
                 args.push(s);
             }
@@ -417,7 +418,7 @@ fn timing(
             if mode.exclude_transform {
                 args.push("--exclude-transform".into());
             }
-            for s in spec.sets(opts.mode, &cell, 0, opts.data_dir.as_deref()) {
+            for s in spec.sets(opts.mode, &cell, 0, opts.runs.data_dir.as_deref()) {
                 args.push("--set".into());
                 args.push(s);
             }

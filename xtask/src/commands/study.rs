@@ -16,7 +16,7 @@ use clap::Args;
 use plotters::prelude::*;
 use salaug_spec::{metrics, EpochMetrics, Measure, TableSpec};
 
-use super::reproduce::{reproduce, write_atomic, Options, Reproduced};
+use super::reproduce::{reproduce, write_atomic, Options, Reproduced, RunFlags};
 use crate::report::{compare, paired_measures, Comparison};
 use crate::salaug_bin;
 
@@ -25,15 +25,8 @@ use crate::salaug_bin;
 pub struct StudyArgs {
     /// The study: `configs/studies/<name>.toml`.
     name: String,
-    /// Seeds per arm (default: the study's).
-    #[arg(long)]
-    seeds: Option<usize>,
-    /// Backend the `salaug` binary is built with.
-    #[arg(long, default_value = "flex", value_parser = ["flex", "ndarray", "wgpu", "cuda"])]
-    backend: String,
-    /// Folder holding the datasets (else $SALAUG_DATA and system folders).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    runs: RunFlags,
     /// Output folder.
     #[arg(long, default_value = "results/studies")]
     out: PathBuf,
@@ -47,9 +40,6 @@ const PLOTTED: [&str; 3] = ["test_acc", "map_spearman", "consistency"];
 
 /// Runs (or continues) the study and writes its files.
 pub fn handle(args: StudyArgs) -> Result<()> {
-    if args.seeds == Some(0) {
-        bail!("--seeds must be at least 1");
-    }
     let dir = salaug_bin::workspace_root().join("configs/studies");
     let spec = dir.join(format!("{}.toml", args.name));
     if !spec.exists() {
@@ -68,9 +58,7 @@ pub fn handle(args: StudyArgs) -> Result<()> {
         spec,
         name: args.name.clone(),
         mode,
-        seeds: args.seeds,
-        backend: args.backend,
-        data_dir: args.data_dir,
+        runs: args.runs,
         out: args.out,
         jobs: args.jobs,
     })?;
@@ -447,27 +435,16 @@ series = "three"
         )
         .unwrap();
         let runs = |acc: [f64; 2]| vec![(0, full_row(acc[0], 0.0)), (1, full_row(acc[1], 0.1))];
+        let arm = |augment: &str, strategy: &str, acc: [f64; 2]| CellRuns {
+            cell: cell("small_cnn", augment, strategy),
+            runs: runs(acc),
+            paper: vec![],
+        };
         let cells = vec![
-            CellRuns {
-                cell: cell("small_cnn", "none", "none"),
-                runs: runs([0.70, 0.72]),
-                paper: vec![],
-            },
-            CellRuns {
-                cell: cell("small_cnn", "rotation", "ref"),
-                runs: runs([0.80, 0.82]),
-                paper: vec![],
-            },
-            CellRuns {
-                cell: cell("small_cnn", "rotation", "a"),
-                runs: runs([0.80, 0.82]),
-                paper: vec![],
-            },
-            CellRuns {
-                cell: cell("small_cnn", "rotation", "b"),
-                runs: runs([0.81, 0.84]),
-                paper: vec![],
-            },
+            arm("none", "none", [0.70, 0.72]),
+            arm("rotation", "ref", [0.80, 0.82]),
+            arm("rotation", "a", [0.80, 0.82]),
+            arm("rotation", "b", [0.81, 0.84]),
         ];
         let points = plot_points(&spec, &compare(&cells, &spec.compare));
         assert_eq!(points.len(), 2, "b against ref only, not also against none");
