@@ -34,9 +34,8 @@ pub struct ReproduceArgs {
     /// Pipeline smoke test on Fashion-MNIST, minutes on 2 cores (the default).
     #[arg(long, group = "mode")]
     quick: bool,
-    /// CPU study on Fashion-MNIST that learns (table 1: reference 84.1–86.7 % per cell;
-    /// tables 1, 2):
-    /// hours on 2 cores.
+    /// CPU study on Fashion-MNIST that learns (tables 1, 2; table 1: reference 84.1–86.7 %
+    /// per cell, 52 min on 2 cores with --jobs 2; table 2: hours).
     #[arg(long, group = "mode")]
     cpu: bool,
     /// The paper's protocol (224×224, its models and settings; for a GPU machine with the
