@@ -39,6 +39,10 @@ impl StepArgs {
 /// Where the tables and the raw records go (under the workspace root).
 pub const OUT: &str = "results";
 
+/// The finite-difference L_sal gradient at its default step, as a `--set` (issue 24: a
+/// different algorithm from the exact double backpropagation).
+pub const FINITE_DIFFERENCE: &str = "loss.second_order={ finite_difference = {} }";
+
 /// The `salaug` (flex) that times the steps, Fashion-MNIST at hand; and the step's config.
 pub fn salaug_and_config() -> Result<(PathBuf, PathBuf)> {
     let root = workspace_root();

@@ -8,7 +8,9 @@
 //! side is `salaug time` (the real training step); PyTorch's side is the script, run when its
 //! Python environment exists. Each side reports the median step time, CPU use and peak memory
 //! over its baseline (salaug: resident set once the data are loaded; PyTorch: after
-//! `import torch`), each (model, step) in its own process.
+//! `import torch`), each (model, step) in its own process. salaug's saliency step is also
+//! timed with the finite-difference L_sal gradient (`loss.second_order = { finite_difference
+//! = {} }`), a different algorithm from PyTorch's exact step, reported in its own columns.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,7 +20,9 @@ use clap::Args;
 use salaug_spec::StepTiming;
 use serde::Deserialize;
 
-use super::common::{model_setup, salaug_and_config, time_step, write_results, StepArgs, OUT};
+use super::common::{
+    model_setup, salaug_and_config, time_step, write_results, StepArgs, FINITE_DIFFERENCE, OUT,
+};
 use crate::salaug_bin::workspace_root;
 
 /// The flags of `cargo xtask bench peer`.
@@ -81,6 +85,8 @@ struct Row {
     model: String,
     plain: StepTiming,
     sal: StepTiming,
+    /// The saliency step with the finite-difference L_sal gradient.
+    fd: StepTiming,
     torch: Option<TorchModel>,
 }
 
@@ -148,15 +154,21 @@ fn peer(opts: &PeerOptions) -> Result<String> {
     for arch in &opts.step.models {
         let (torch_name, sets) = model_setup(arch)?;
         let (warmup, iters) = opts.step.steps(arch);
-        let mut side = |strategy: &str| -> Result<StepTiming> {
+        let mut side = |strategy: &str, second_order: &str| -> Result<StepTiming> {
             let mut sets = sets.clone();
             sets.push(format!("train.strategy={strategy}"));
+            if second_order != "exact" {
+                sets.push(FINITE_DIFFERENCE.into());
+            }
             let t = time_step(&bin, &config, opts.step.threads, warmup, iters, &sets)?;
-            raw.push(serde_json::to_value(&t)?);
+            let mut value = serde_json::to_value(&t)?;
+            value["second_order"] = serde_json::Value::from(second_order);
+            raw.push(value);
             Ok(t)
         };
-        let plain = side("ref")?;
-        let sal = side("sal")?;
+        let plain = side("ref", "exact")?;
+        let sal = side("sal", "exact")?;
+        let fd = side("sal", "finite_difference")?;
         let torch = match &opts.python {
             Some(python) => Some(torch_side(opts, python, torch_name, warmup, iters)?),
             None => None,
@@ -165,6 +177,7 @@ fn peer(opts: &PeerOptions) -> Result<String> {
             model: arch.clone(),
             plain,
             sal,
+            fd,
             torch,
         });
     }
@@ -231,20 +244,26 @@ fn table(rows: &[Row], opts: &PeerOptions) -> String {
     let f = |v: Option<f64>, d: usize| v.map_or("–".to_string(), |v| format!("{v:.d$}"));
     let mut md = format!(
         "Training step, 32 originals + 32 flips, {} threads; median ms (ratio = salaug / PyTorch); \
-         CPU = cores busy over the timed steps; peak memory over the baseline (MiB).\n\n",
+         CPU = cores busy over the timed steps; peak memory over the baseline (MiB). The last \
+         three columns: salaug's saliency step with the finite-difference L_sal gradient (forward \
+         difference, step 1e-4), a different algorithm from PyTorch's exact (double \
+         backpropagation) step, against that exact step.\n\n",
         opts.step.threads
     );
     md.push_str(
         "| model | PyTorch plain | salaug plain | ratio | PyTorch saliency | salaug saliency | ratio \
          | saliency / plain (PyTorch, salaug) | CPU salaug plain, saliency (PyTorch) \
-         | peak MiB saliency: salaug (PyTorch) | peak MiB plain: salaug (PyTorch) |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+         | peak MiB saliency: salaug (PyTorch) | peak MiB plain: salaug (PyTorch) \
+         | salaug saliency, finite difference | ratio to PyTorch saliency | peak MiB finite \
+         difference |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let t = r.torch.as_ref();
         let ratio = |ours: f64, theirs: Option<f64>| theirs.map(|v| ours / v);
         md.push_str(&format!(
-            "| {} | {} | {:.1} | {} | {} | {:.1} | {} | {}, {:.2} | {}, {} ({}) | {} ({}) | {} ({}) |\n",
+            "| {} | {} | {:.1} | {} | {} | {:.1} | {} | {}, {:.2} | {}, {} ({}) | {} ({}) | {} ({}) \
+             | {:.1} | {} | {} |\n",
             r.model,
             f(t.map(|t| t.plain_ms), 1),
             r.plain.median_ms,
@@ -261,6 +280,9 @@ fn table(rows: &[Row], opts: &PeerOptions) -> String {
             f(t.and_then(|t| t.sal_mib), 0),
             f(r.plain.peak_over_baseline_mib(), 0),
             f(t.and_then(|t| t.plain_mib), 0),
+            r.fd.median_ms,
+            f(ratio(r.fd.median_ms, t.map(|t| t.sal_ms)), 2),
+            f(r.fd.peak_over_baseline_mib(), 0),
         ));
     }
     if let Some(busy) = rows

@@ -5,11 +5,10 @@
 
 use anyhow::{bail, Context, Result};
 
-use super::common::{model_setup, salaug_and_config, time_step, write_results, StepArgs, OUT};
+use super::common::{
+    model_setup, salaug_and_config, time_step, write_results, StepArgs, FINITE_DIFFERENCE, OUT,
+};
 use crate::salaug_bin::{cargo_command, workspace_root};
-
-/// The finite-difference mode at its default step, as a `--set`.
-const FINITE_DIFFERENCE: &str = "loss.second_order={ finite_difference = {} }";
 
 /// Runs the sweep, then times the step of `configs/bench-peer.toml` (32 originals + 32 flips,
 /// β = 1) per model with the exact and the finite-difference L_sal gradient. Writes
